@@ -1,0 +1,138 @@
+"""The .vqc file format, version 1 (specified in docs/FORMAT.md).
+
+A compact binary layout: at 0.05 bpp a Kodak image is ~2.4 kB, so the header uses varints
+and single bytes, about 30 bytes in all. Every size is an integer; nothing is allocated from
+a size in the file before it has been checked against limits.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from .errors import CorruptFileError, UsageError
+
+MAGIC = b"VQC"
+VERSION = 1
+KIND_IMAGE = 0
+KIND_NAMES = {KIND_IMAGE: "image"}
+FLAG_GRAY = 1  # the source was grayscale: decode to a one-channel image
+FLAG_ALPHA_DROPPED = 2  # the source had an alpha channel, which is not coded
+CHUNK_LATENTS = 128  # chunks are square tiles of 128x128 latent positions (1024x1024 pixels)
+MAX_NAME = 32
+MAX_SIDE = 1 << 20
+DEFAULT_MAX_PIXELS = 400_000_000
+
+
+@dataclass(frozen=True)
+class Header:
+    kind: int
+    flags: int
+    model_name: str
+    model_hash: bytes  # 4 bytes: the start of the SHA-256 of the model's tensors
+    width: int
+    height: int
+    quality: int
+
+    @property
+    def latent_shape(self) -> tuple[int, int]:
+        return -(-self.height // 8), -(-self.width // 8)
+
+    def chunk_grid(self) -> list[tuple[int, int, int, int]]:
+        """(top, left, height, width) of each chunk in latent positions, row-major."""
+        h, w = self.latent_shape
+        return [
+            (top, left, min(CHUNK_LATENTS, h - top), min(CHUNK_LATENTS, w - left))
+            for top in range(0, h, CHUNK_LATENTS)
+            for left in range(0, w, CHUNK_LATENTS)
+        ]
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise CorruptFileError("file is truncated")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def byte(self) -> int:
+        return self.take(1)[0]
+
+    def varint(self, max_bytes: int = 5) -> int:
+        value = 0
+        for i in range(max_bytes):
+            b = self.byte()
+            value |= (b & 0x7F) << (7 * i)
+            if not b & 0x80:
+                return value
+        raise CorruptFileError("malformed size field")
+
+
+def pack(header: Header, payloads: list[bytes], indices_crc: int) -> bytes:
+    name = header.model_name.encode("ascii")
+    if not 0 < len(name) <= MAX_NAME or len(header.model_hash) != 4:
+        raise UsageError("model name must be 1..32 ASCII characters")
+    if len(payloads) != len(header.chunk_grid()):
+        raise ValueError("one payload per chunk")
+    parts = [
+        MAGIC,
+        bytes([VERSION, header.kind, header.flags, len(name)]),
+        name,
+        header.model_hash,
+        _varint(header.width),
+        _varint(header.height),
+        bytes([header.quality]),
+        *[_varint(len(p)) for p in payloads],
+        *payloads,
+        indices_crc.to_bytes(4, "little"),
+    ]
+    body = b"".join(parts)
+    return body + zlib.crc32(body).to_bytes(4, "little")
+
+
+def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Header, list[bytes], int]:
+    """Parse and check a .vqc file: (header, chunk payloads, CRC32 of the indices)."""
+    if len(data) < 4 or data[:3] != MAGIC:
+        raise CorruptFileError("not a .vqc file (bad magic)")
+    if data[3] != VERSION:
+        raise CorruptFileError(f"unsupported .vqc format version {data[3]} (this vqcodec reads version {VERSION})")
+    if len(data) < 8 or zlib.crc32(data[:-4]) != int.from_bytes(data[-4:], "little"):
+        raise CorruptFileError("file is damaged or truncated (CRC mismatch)")
+    r = _Reader(data[:-4])
+    r.take(4)
+    kind, flags, name_len = r.byte(), r.byte(), r.byte()
+    if kind not in KIND_NAMES:
+        raise CorruptFileError(f"unknown media kind {kind}")
+    if not 0 < name_len <= MAX_NAME:
+        raise CorruptFileError("bad model name length")
+    try:
+        name = r.take(name_len).decode("ascii")
+    except UnicodeDecodeError:
+        raise CorruptFileError("model name is not ASCII") from None
+    model_hash = r.take(4)
+    width, height = r.varint(), r.varint()
+    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
+        raise CorruptFileError(f"implausible image size {width}x{height}")
+    if width * height > max_pixels:
+        raise CorruptFileError(f"image of {width}x{height} pixels is over the limit of {max_pixels} pixels")
+    header = Header(kind, flags, name, model_hash, width, height, r.byte())
+    lengths = [r.varint() for _ in header.chunk_grid()]
+    payloads = [r.take(n) for n in lengths]
+    indices_crc = int.from_bytes(r.take(4), "little")
+    if r.pos != len(r.data):
+        raise CorruptFileError("trailing bytes after the payload")
+    return header, payloads, indices_crc

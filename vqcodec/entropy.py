@@ -1,0 +1,59 @@
+"""Range coding of index grids with constriction, driven by the prior's fixed schedule.
+
+For each stage and each of its four passes, the prior gives the probabilities of all indices
+of that pass at once and the range coder codes them in one call: 4 prior evaluations per
+stage, whatever the grid size. Encoder and decoder walk the same schedule, so the decoder
+feeds the prior exactly the indices the encoder's prior saw.
+"""
+
+from __future__ import annotations
+
+import constriction
+import numpy as np
+import torch
+
+from .errors import CorruptFileError
+from .prior import NUM_PASSES, IntegerPrior, pass_map
+
+# perfect=False: the fast (and still exact, deterministic) quantization of the probabilities;
+# encoder and decoder must use the same setting.
+_FAMILY = constriction.stream.model.Categorical(perfect=False)
+
+
+def encode_grid(indices: torch.Tensor, prior: IntegerPrior) -> bytes:
+    """Code the first q stages of an index grid ([q, h, w]) into bytes."""
+    q, h, w = indices.shape
+    grid = torch.zeros(1, prior.cfg.num_stages, h, w, dtype=torch.int64)
+    grid[0, :q] = indices
+    passes = pass_map(h, w)
+    encoder = constriction.stream.queue.RangeEncoder()
+    for stage in range(q):
+        for pass_ in range(NUM_PASSES):
+            if not (passes == pass_).any():
+                continue
+            probs = prior.pmf(grid, stage, pass_)
+            symbols = indices[stage][passes == pass_].numpy().astype(np.int32)
+            encoder.encode(symbols, _FAMILY, probs)
+    return encoder.get_compressed().astype("<u4").tobytes()
+
+
+def decode_grid(data: bytes, prior: IntegerPrior, stages: int, h: int, w: int) -> torch.Tensor:
+    """Inverse of encode_grid: bytes -> [stages, h, w] int64 indices."""
+    if len(data) % 4:
+        raise CorruptFileError("payload length is not a whole number of 32-bit words")
+    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+    grid = torch.zeros(1, prior.cfg.num_stages, h, w, dtype=torch.int64)
+    passes = pass_map(h, w)
+    try:
+        decoder = constriction.stream.queue.RangeDecoder(words)
+        for stage in range(stages):
+            for pass_ in range(NUM_PASSES):
+                at = passes == pass_
+                if not at.any():
+                    continue
+                probs = prior.pmf(grid, stage, pass_)
+                symbols = decoder.decode(_FAMILY, probs)
+                grid[0, stage][at] = torch.from_numpy(symbols.astype(np.int64))
+    except (ValueError, RuntimeError, AssertionError) as e:
+        raise CorruptFileError(f"payload does not decode: {e}") from None
+    return grid[0, :stages]

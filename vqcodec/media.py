@@ -1,0 +1,96 @@
+"""Reading and writing images: anything Pillow opens becomes an 8-bit RGB array.
+
+- grayscale (L, I;16, ...) is coded as RGB and decoded back to one channel;
+- an alpha channel is dropped (composited onto white, as most viewers show it) with a
+  warning: the codec codes colour only;
+- palette, CMYK and 16-bit images are converted to 8-bit RGB; EXIF orientation is applied;
+- animated images: the first frame is coded, with a warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import BadInputError
+
+ImageLike = Union[str, Path, Image.Image, np.ndarray]
+# Pillow's decompression-bomb guard, raised to what the codec itself accepts by default.
+Image.MAX_IMAGE_PIXELS = 400_000_000
+
+
+@dataclass
+class RGBImage:
+    pixels: np.ndarray  # [H, W, 3] uint8
+    gray: bool = False
+    alpha_dropped: bool = False
+
+
+def _from_pil(im: Image.Image) -> RGBImage:
+    if getattr(im, "n_frames", 1) > 1:
+        warnings.warn("animated image: only the first frame is coded", stacklevel=3)
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit grayscale: keep the 8 most significant bits.
+        arr = np.asarray(im).astype(np.uint32)
+        im = Image.fromarray((arr >> 8).astype(np.uint8) if arr.max() > 255 else arr.astype(np.uint8), "L")
+    gray = im.mode in ("1", "L", "LA", "I", "F")
+    has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+    if has_alpha:
+        warnings.warn("alpha channel dropped: transparent areas are composited onto white", stacklevel=3)
+        rgba = im.convert("RGBA")
+        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    return RGBImage(np.ascontiguousarray(rgb), gray=gray, alpha_dropped=has_alpha)
+
+
+def _from_array(arr: np.ndarray) -> RGBImage:
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise BadInputError(f"an image array must be HxW, HxWx1, HxWx3 or HxWx4, not {arr.shape}")
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating):
+            arr = np.clip(np.nan_to_num(arr) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        else:
+            raise BadInputError(f"image arrays must be uint8 or float in [0, 1], not {arr.dtype}")
+    channels = arr.shape[2]
+    if channels == 4:
+        return _from_pil(Image.fromarray(arr, "RGBA"))
+    if channels == 1:
+        return RGBImage(np.ascontiguousarray(np.repeat(arr, 3, axis=2)), gray=True)
+    return RGBImage(np.ascontiguousarray(arr))
+
+
+def load_image(source: ImageLike) -> RGBImage:
+    """Read a path, PIL image or numpy array; raises BadInputError with a one-line reason."""
+    if isinstance(source, np.ndarray):
+        image = _from_array(source)
+    elif isinstance(source, Image.Image):
+        image = _from_pil(source)
+    else:
+        path = Path(source)
+        try:
+            with Image.open(path) as im:
+                im.load()
+                image = _from_pil(im)
+        except FileNotFoundError:
+            raise BadInputError(f"{path}: no such file") from None
+        except Image.DecompressionBombError:
+            raise BadInputError(f"{path}: image is larger than {Image.MAX_IMAGE_PIXELS} pixels") from None
+        except (OSError, ValueError, SyntaxError) as e:
+            raise BadInputError(f"{path}: not a readable image ({e})") from None
+    h, w = image.pixels.shape[:2]
+    if h == 0 or w == 0:
+        raise BadInputError("image has no pixels")
+    return image
+
+
+def to_pil(pixels: np.ndarray, gray: bool) -> Image.Image:
+    im = Image.fromarray(pixels, "RGB")
+    return im.convert("L") if gray else im

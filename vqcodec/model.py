@@ -1,0 +1,28 @@
+"""The image VQ-VAE: encoder -> residual quantizer -> decoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .nets import Decoder, Encoder, ImageNetConfig
+from .quantizer import ResidualVQ
+
+
+class ImageVQVAE(nn.Module):
+    def __init__(self, cfg: ImageNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.quantizer = ResidualVQ(cfg.latent_dim, cfg.codebook_sizes)
+        self.decoder = Decoder(cfg)
+
+    @property
+    def num_stages(self) -> int:
+        return self.quantizer.num_stages
+
+    def forward(self, images: torch.Tensor, stages_per_sample: torch.Tensor):
+        """Training pass on images in [0, 1]: (reconstruction, indices, commit loss, usage)."""
+        latents = self.encoder(images - 0.5)
+        quantized, indices, commit, usage = self.quantizer(latents, stages_per_sample)
+        return self.decoder(quantized) + 0.5, indices, commit, usage

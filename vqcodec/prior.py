@@ -1,0 +1,281 @@
+"""The learned prior over index grids, computed with exact integer arithmetic.
+
+For stage s and pass p of the decoding schedule, the prior sees
+  * the indices of every coarser stage t < s (all positions),
+  * the indices of stage s already decoded in passes < p,
+and predicts a distribution over the K_s codes of stage s at every position of pass p.
+
+Decoding schedule: each stage is coded in four passes over the 2x2 parity classes of the
+grid, (even, even) -> (odd, odd) -> (even, odd) -> (odd, even), so a grid of any size takes
+4 network calls per stage, and 3/4 of the indices see decoded neighbours on every side.
+
+Exactness: the decoder must reproduce the encoder's probabilities bit for bit on any machine.
+Floating-point convolutions do not (summation order changes with threads, SIMD width, GPU
+kernels) and ``softmax`` differs by an ULP between libraries. So the shipped prior is an
+integer network (``IntegerPrior``):
+  * inputs, weights and activations are integers in [-127, 127]; each convolution is an
+    im2col matrix product in float32 whose every product and partial sum is an integer below
+    2**24 in magnitude (checked when the prior is built), so any summation order is exact;
+  * between layers, accumulators are rescaled in int64 by an integer multiplier and a
+    right shift (floor), then clamped to [0, 127] (a quantized ReLU);
+  * logits are integers in units of 1/LOGIT_STEPS nat; probabilities are read from a lookup
+    table of exp() values stored with the model and normalised by an integer sum.
+``PriorNet`` is the float network it is trained as, with fake quantization (straight-through
+rounding) of the same integers, so the exported integer network is the one that was trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NUM_PASSES = 4
+# pass of a position from its (row % 2, col % 2)
+PASS_OF_PARITY = ((0, 2), (3, 1))
+ACT_MAX = 127
+EMBED_SCALE = 32  # embeddings are stored as integers = round(value * 32)
+LOGIT_STEPS = 16  # integer logits are in 1/16 nat
+LOGIT_RANGE = 16 * 12  # logits more than 12 nats under the maximum share the smallest weight
+LUT_BITS = 16
+SHIFT = 24  # fixed-point bits of the integer rescaling multipliers
+EXACT_LIMIT = 2**24  # float32 represents every integer below this exactly
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    codebook_sizes: tuple[int, ...]
+    embed_dim: int = 8
+    hidden: int = 64
+    layers: int = 4  # 3x3 convolutions before the 1x1 per-stage output head
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.codebook_sizes)
+
+    @property
+    def in_channels(self) -> int:
+        return self.num_stages * self.embed_dim + 1
+
+
+def pass_map(h: int, w: int, device=None) -> torch.Tensor:
+    """[h, w] int64 tensor with the pass (0..3) in which each position is coded."""
+    table = torch.tensor(PASS_OF_PARITY, device=device)
+    rows = torch.arange(h, device=device) % 2
+    cols = torch.arange(w, device=device) % 2
+    return table[rows[:, None], cols[None, :]]
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """Round in the forward pass, identity in the backward pass (straight-through)."""
+    return x + (torch.round(x) - x).detach()
+
+
+def quantize_weight(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-output-channel symmetric int8: (integer-valued weights, scales [O])."""
+    scale = w.detach().abs().flatten(1).amax(1).clamp_min(1e-8) / ACT_MAX
+    shape = (-1,) + (1,) * (w.dim() - 1)
+    return torch.clamp(round_ste(w / scale.view(shape)), -ACT_MAX, ACT_MAX), scale
+
+
+def logit_lut() -> torch.Tensor:
+    """Table of round(2**16 * exp(-d / 16)) for d = 0..LOGIT_RANGE, at least 1 (stored in the model)."""
+    d = torch.arange(LOGIT_RANGE + 1, dtype=torch.float64)
+    return torch.clamp(torch.round(2.0**LUT_BITS * torch.exp(-d / LOGIT_STEPS)), min=1).to(torch.int64)
+
+
+class PriorNet(nn.Module):
+    """Float training network; ``quantized=True`` switches fake quantization on."""
+
+    def __init__(self, cfg: PriorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embeddings = nn.ParameterList(
+            [nn.Parameter(torch.randn(k, cfg.embed_dim)) for k in cfg.codebook_sizes]
+        )
+        widths = [cfg.in_channels] + [cfg.hidden] * cfg.layers
+        self.convs = nn.ModuleList(
+            [nn.Conv2d(widths[i], widths[i + 1], 3, padding=1, bias=i > 0) for i in range(cfg.layers)]
+        )
+        self.stage_bias = nn.Parameter(torch.zeros(cfg.num_stages, cfg.hidden))
+        self.heads = nn.ModuleList([nn.Conv2d(cfg.hidden, k, 1) for k in cfg.codebook_sizes])
+        # Activation scales (value of one integer step) of each conv's output, set by calibrate().
+        self.register_buffer("act_scale", torch.ones(cfg.layers))
+        self.quantized = False
+
+    def inputs(self, indices: torch.Tensor, stage: int, pass_: int) -> torch.Tensor:
+        """Input planes [B, C, h, w] for predicting `stage` in `pass_` (indices [B, L, h, w])."""
+        b, _, h, w = indices.shape
+        decoded = (pass_map(h, w, indices.device) < pass_).to(torch.float32)
+        planes = []
+        for t, table in enumerate(self.embeddings):
+            if t > stage:
+                planes.append(indices.new_zeros((b, self.cfg.embed_dim, h, w), dtype=torch.float32))
+                continue
+            table = torch.clamp(round_ste(table * EMBED_SCALE), -ACT_MAX, ACT_MAX) / EMBED_SCALE if self.quantized else table
+            plane = table[indices[:, t]].permute(0, 3, 1, 2)
+            planes.append(plane * decoded if t == stage else plane)
+        planes.append(decoded.expand(b, 1, h, w))
+        return torch.cat(planes, 1)
+
+    def forward(self, indices: torch.Tensor, stage: int, pass_: int) -> torch.Tensor:
+        """Logits [B, K_stage, h, w] in nats."""
+        x = self.inputs(indices, stage, pass_)
+        for i, conv in enumerate(self.convs):
+            if self.quantized:
+                w, scale = quantize_weight(conv.weight)
+                x = F.conv2d(x, w * scale.view(-1, 1, 1, 1), conv.bias, padding=1)
+            else:
+                x = conv(x)
+            if i == 0:
+                x = x + self.stage_bias[stage].view(1, -1, 1, 1)
+            x = F.relu(x)
+            if self.quantized:
+                s = self.act_scale[i]
+                x = torch.clamp(round_ste(x / s), 0, ACT_MAX) * s
+        head = self.heads[stage]
+        if self.quantized:
+            w, scale = quantize_weight(head.weight)
+            logits = F.conv2d(x, w * scale.view(-1, 1, 1, 1), head.bias)
+            logits = round_ste(logits * LOGIT_STEPS) / LOGIT_STEPS
+            return torch.maximum(logits, logits.amax(1, keepdim=True).detach() - LOGIT_RANGE / LOGIT_STEPS)
+        return head(x)
+
+    @torch.no_grad()
+    def calibrate(self, indices: torch.Tensor, quantile: float = 0.999) -> None:
+        """Choose each layer's activation scale from the float activations on a batch."""
+        was = self.quantized
+        self.quantized = False
+        peaks = torch.zeros(self.cfg.layers)
+        for stage in range(self.cfg.num_stages):
+            for pass_ in range(NUM_PASSES):
+                x = self.inputs(indices, stage, pass_)
+                for i, conv in enumerate(self.convs):
+                    x = conv(x)
+                    if i == 0:
+                        x = x + self.stage_bias[stage].view(1, -1, 1, 1)
+                    x = F.relu(x)
+                    flat = x.flatten()
+                    sample = flat[torch.randperm(flat.numel())[:100000]]
+                    peaks[i] = max(peaks[i], torch.quantile(sample, quantile).item())
+        self.act_scale.copy_(peaks.clamp_min(1e-3) / ACT_MAX)
+        self.quantized = was
+
+    @torch.no_grad()
+    def to_integer(self) -> dict[str, torch.Tensor]:
+        """The integer network as named tensors (what the model file stores)."""
+        tensors: dict[str, torch.Tensor] = {"lut": logit_lut()}
+        for t, table in enumerate(self.embeddings):
+            tensors[f"embed.{t}"] = torch.clamp(torch.round(table * EMBED_SCALE), -ACT_MAX, ACT_MAX).to(torch.int8)
+        in_scale = torch.tensor(1.0 / EMBED_SCALE)
+        for i, conv in enumerate(self.convs):
+            w, w_scale = quantize_weight(conv.weight)
+            out_scale = self.act_scale[i]
+            tensors[f"conv.{i}.weight"] = w.to(torch.int8)
+            tensors[f"conv.{i}.mult"] = torch.round(in_scale * w_scale / out_scale * 2**SHIFT).to(torch.int64)
+            bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels)
+            if i == 0:
+                bias = bias[None, :] + self.stage_bias  # [L, O]: the stage is an input of layer 0
+            tensors[f"conv.{i}.bias"] = torch.round(bias / out_scale * 2**SHIFT).to(torch.int64)
+            in_scale = out_scale
+        for s, head in enumerate(self.heads):
+            w, w_scale = quantize_weight(head.weight)
+            tensors[f"head.{s}.weight"] = w.to(torch.int8)
+            tensors[f"head.{s}.mult"] = torch.round(in_scale * w_scale * LOGIT_STEPS * 2**SHIFT).to(torch.int64)
+            tensors[f"head.{s}.bias"] = torch.round(head.bias * LOGIT_STEPS * 2**SHIFT).to(torch.int64)
+        return tensors
+
+
+def exact_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Convolution ('same' padding) of integer-valued float32 tensors as im2col + matmul.
+
+    A plain matrix product only multiplies and adds, so with all partial sums below 2**24 it
+    is exact in any order; cuDNN/NNPACK convolutions may use Winograd or FFT transforms, which
+    are not exact, so they are avoided here.
+    """
+    b, c, h, w = x.shape
+    k = weight.shape[-1]
+    cols = F.unfold(x, k, padding=k // 2) if k > 1 else x.reshape(b, c, h * w)
+    out = weight.reshape(weight.shape[0], -1).to(x.dtype) @ cols
+    return out.reshape(b, -1, h, w)
+
+
+def rescale(acc: torch.Tensor, mult: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """round(acc * mult / 2**SHIFT + bias / 2**SHIFT) per channel, in int64 ([B, O, ...])."""
+    shape = (1, -1) + (1,) * (acc.dim() - 2)
+    total = acc.to(torch.int64) * mult.view(shape) + bias.view(shape) + (1 << (SHIFT - 1))
+    return total >> SHIFT
+
+
+class IntegerPrior:
+    """The shipped prior: integer tensors only, same results on every device and thread count."""
+
+    def __init__(self, cfg: PriorConfig, tensors: dict[str, torch.Tensor], device: torch.device | str = "cpu"):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.t = {k: v.to(self.device) for k, v in tensors.items()}
+        self._check_bounds()
+        # Integer-valued float32 copies of weights and embeddings for the matrix products.
+        self.f = {k: v.to(torch.float32) for k, v in self.t.items() if k.endswith("weight") or k.startswith("embed.")}
+
+    def _check_bounds(self) -> None:
+        """Refuse a prior whose accumulators could exceed float32's exact-integer range."""
+        for name, w in self.t.items():
+            if name.endswith("weight"):
+                worst = w.to(torch.int64).abs().flatten(1).sum(1).max().item() * ACT_MAX
+                if worst >= EXACT_LIMIT:
+                    raise ValueError(f"prior layer {name} could reach {worst}, above 2**24: not exact")
+
+    def _inputs(self, indices: torch.Tensor, stage: int, decoded: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = indices.shape
+        planes = []
+        for t in range(self.cfg.num_stages):
+            if t > stage:
+                planes.append(torch.zeros(b, self.cfg.embed_dim, h, w, device=self.device))
+                continue
+            plane = self.f[f"embed.{t}"][indices[:, t]].permute(0, 3, 1, 2)
+            planes.append(plane * decoded if t == stage else plane)
+        planes.append((decoded * EMBED_SCALE).expand(b, 1, h, w))
+        return torch.cat(planes, 1)
+
+    def logits(self, indices: torch.Tensor, stage: int, pass_: int) -> torch.Tensor:
+        """Integer logits [B, K_stage, h, w] (int64, in 1/LOGIT_STEPS nat)."""
+        # Reduced-precision matrix products (TF32, bf16) would break exactness.
+        tf32, precision = torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision()
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.set_float32_matmul_precision("highest")
+        try:
+            return self._logits(indices, stage, pass_)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.set_float32_matmul_precision(precision)
+
+    def _logits(self, indices: torch.Tensor, stage: int, pass_: int) -> torch.Tensor:
+        h, w = indices.shape[-2:]
+        decoded = (pass_map(h, w, self.device) < pass_).to(torch.float32)
+        x = self._inputs(indices.to(self.device), stage, decoded)
+        for i in range(self.cfg.layers):
+            acc = exact_conv(x, self.f[f"conv.{i}.weight"])
+            bias = self.t[f"conv.{i}.bias"]
+            bias = bias[stage] if i == 0 else bias
+            x = torch.clamp(rescale(acc, self.t[f"conv.{i}.mult"], bias), 0, ACT_MAX).to(torch.float32)
+        acc = exact_conv(x, self.f[f"head.{stage}.weight"][:, :, None, None])
+        return rescale(acc, self.t[f"head.{stage}.mult"], self.t[f"head.{stage}.bias"])
+
+    def pmf(self, indices: torch.Tensor, stage: int, pass_: int) -> np.ndarray:
+        """Probabilities [N, K] (float64, rows sum to 1) for the positions of `pass_`.
+
+        `indices` is [1, L, h, w]; positions are in row-major order of the pass's positions.
+        """
+        logits = self.logits(indices, stage, pass_)[0]  # [K, h, w]
+        h, w = logits.shape[-2:]
+        at = pass_map(h, w, self.device) == pass_
+        logits = logits[:, at].t()  # [N, K]
+        drop = torch.clamp(logits.amax(1, keepdim=True) - logits, max=LOGIT_RANGE)
+        weights = self.t["lut"][drop]
+        # Integer weights and an integer sum, then one correctly rounded division: identical
+        # float64 probabilities everywhere.
+        return (weights.double() / weights.sum(1, keepdim=True).double()).cpu().numpy()

@@ -1,0 +1,140 @@
+"""Residual vector quantizer: L stages, stage s quantizes what stages 1..s-1 left over.
+
+Codebooks are learned by exponential moving averages (no gradients), initialised by k-means
+on the first batch, and codes that fall out of use are restarted on vectors of the current
+batch. Using only the first q stages gives a coarser code: that is how one model serves many
+rates (quality level q = q stages).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def nearest_code(vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest codebook row for each row of ``vectors`` ([N, D], [K, D] -> [N])."""
+    dists = codebook.pow(2).sum(1)[None, :] - 2 * vectors @ codebook.t()
+    return dists.argmin(dim=1)
+
+
+def kmeans(vectors: torch.Tensor, k: int, iters: int = 10) -> torch.Tensor:
+    """A few Lloyd iterations from a random draw of rows; returns [k, D] centroids."""
+    n = vectors.shape[0]
+    centroids = vectors[torch.randint(0, n, (k,), device=vectors.device)].clone()
+    for _ in range(iters):
+        assign = nearest_code(vectors, centroids)
+        counts = torch.bincount(assign, minlength=k).to(vectors.dtype)
+        sums = torch.zeros_like(centroids).index_add_(0, assign, vectors)
+        used = counts > 0
+        centroids[used] = sums[used] / counts[used, None]
+    return centroids
+
+
+class ResidualVQ(nn.Module):
+    def __init__(self, dim: int, codebook_sizes: tuple[int, ...], decay: float = 0.99):
+        super().__init__()
+        self.dim = dim
+        self.codebook_sizes = tuple(codebook_sizes)
+        self.decay = decay
+        for s, k in enumerate(self.codebook_sizes):
+            self.register_buffer(f"codebook_{s}", torch.randn(k, dim) * 0.1)
+            self.register_buffer(f"ema_count_{s}", torch.ones(k), persistent=True)
+            self.register_buffer(f"ema_sum_{s}", torch.randn(k, dim) * 0.1)
+        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.codebook_sizes)
+
+    def codebook(self, stage: int) -> torch.Tensor:
+        return getattr(self, f"codebook_{stage}")
+
+    # --- inference -------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, latents: torch.Tensor, stages: int) -> torch.Tensor:
+        """[B, D, h, w] latents -> [B, stages, h, w] int64 indices."""
+        b, d, h, w = latents.shape
+        residual = latents.permute(0, 2, 3, 1).reshape(-1, d)
+        indices = []
+        for s in range(stages):
+            idx = nearest_code(residual, self.codebook(s))
+            residual = residual - self.codebook(s)[idx]
+            indices.append(idx)
+        return torch.stack(indices, 1).reshape(b, h, w, stages).permute(0, 3, 1, 2)
+
+    @torch.no_grad()
+    def decode(self, indices: torch.Tensor) -> torch.Tensor:
+        """[B, q, h, w] indices (first q stages) -> [B, D, h, w] quantized latents."""
+        b, q, h, w = indices.shape
+        out = torch.zeros(b, h, w, self.dim, device=indices.device)
+        for s in range(q):
+            out = out + self.codebook(s)[indices[:, s]]
+        return out.permute(0, 3, 1, 2)
+
+    # --- training --------------------------------------------------------------------------
+    def forward(self, latents: torch.Tensor, stages_per_sample: torch.Tensor):
+        """Quantize with all stages; sample b is reconstructed from its first n_b stages.
+
+        Returns (quantized latents with straight-through gradient, indices [B, L, h, w],
+        commitment loss, per-stage fraction of codes used in this batch).
+        """
+        b, d, h, w = latents.shape
+        flat = latents.permute(0, 2, 3, 1).reshape(-1, d)
+        if self.training and not bool(self.initialised):
+            self._kmeans_init(flat.detach())
+        residual = flat
+        sample_of_row = torch.arange(b, device=latents.device).repeat_interleave(h * w)
+        keep = (torch.arange(self.num_stages, device=latents.device)[None, :] < stages_per_sample[:, None])
+        keep = keep[sample_of_row].to(flat.dtype)  # [N, L]
+        quantized = torch.zeros_like(flat)
+        commit = flat.new_zeros(())
+        indices, usage = [], []
+        for s in range(self.num_stages):
+            codebook = self.codebook(s)
+            idx = nearest_code(residual.detach(), codebook)
+            q = codebook[idx]
+            commit = commit + ((residual - q) ** 2 * keep[:, s : s + 1]).mean()
+            if self.training:
+                self._ema_update(s, residual.detach(), idx)
+            quantized = quantized + q * keep[:, s : s + 1]
+            residual = residual - q
+            indices.append(idx)
+            usage.append(torch.unique(idx).numel() / codebook.shape[0])
+        quantized = flat + (quantized - flat).detach()
+        quantized = quantized.reshape(b, h, w, d).permute(0, 3, 1, 2)
+        indices = torch.stack(indices, 1).reshape(b, h, w, -1).permute(0, 3, 1, 2)
+        return quantized, indices, commit, usage
+
+    @torch.no_grad()
+    def _kmeans_init(self, flat: torch.Tensor) -> None:
+        residual = flat
+        for s, k in enumerate(self.codebook_sizes):
+            centroids = kmeans(residual, k)
+            self.codebook(s).copy_(centroids)
+            getattr(self, f"ema_sum_{s}").copy_(centroids)
+            getattr(self, f"ema_count_{s}").fill_(1.0)
+            residual = residual - centroids[nearest_code(residual, centroids)]
+        self.initialised.fill_(True)
+
+    @torch.no_grad()
+    def _ema_update(self, s: int, residual: torch.Tensor, idx: torch.Tensor) -> None:
+        k = self.codebook_sizes[s]
+        count, total = getattr(self, f"ema_count_{s}"), getattr(self, f"ema_sum_{s}")
+        batch_count = torch.bincount(idx, minlength=k).to(residual.dtype)
+        batch_sum = torch.zeros_like(total).index_add_(0, idx, residual)
+        count.mul_(self.decay).add_(batch_count, alpha=1 - self.decay)
+        total.mul_(self.decay).add_(batch_sum, alpha=1 - self.decay)
+        # Laplace smoothing keeps rare codes from dividing by ~0.
+        n = count.sum()
+        smoothed = (count + 1e-5) / (n + k * 1e-5) * n
+        self.codebook(s).copy_(total / smoothed[:, None])
+        # Dead-code restart: a code chosen less than ~once per 100 batches takes a random
+        # residual of this batch, so no part of the codebook is wasted.
+        dead = count < 1e-2
+        n_dead = int(dead.sum())
+        if n_dead:
+            picks = residual[torch.randint(0, residual.shape[0], (n_dead,), device=residual.device)]
+            self.codebook(s)[dead] = picks
+            total[dead] = picks
+            count[dead] = 1.0

@@ -1,0 +1,167 @@
+"""Training of the image codec: first the VQ-VAE, then the prior on its frozen indices.
+
+Both phases are resumable: the full state (weights, codebook EMAs, Adam moments, step) is kept
+in a cache folder outside the repository and saved every few minutes; if that cache is gone,
+training restarts from the compact shipped weights (fresh optimizer).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .model import ImageVQVAE
+from .nets import ImageNetConfig
+from .weights import load_tensors, load_training_state, save_training_state
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+# 128x128 crops are too small for five MS-SSIM scales with the usual 11-pixel window: use 7.
+MSSSIM_WINDOW = 7
+
+
+def list_images(root: Path) -> list[Path]:
+    return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+class CropSampler:
+    """Random crops of training photos, each downscaled by a random factor in [0.5, 1].
+
+    Downscaling hides the JPEG block artefacts of the sources, which the codec should not
+    learn as content. All photos are held in memory as uint8 (about 1 GB for 1,000 photos).
+    """
+
+    def __init__(self, paths: list[Path], crop: int, seed: int = 0):
+        self.crop = crop
+        self.rng = random.Random(seed)
+        self.images = []
+        for p in paths:
+            with Image.open(p) as im:
+                im = im.convert("RGB")
+                if min(im.size) >= crop:
+                    self.images.append(im.copy())
+        if not self.images:
+            raise ValueError("no training image is at least %d pixels on its short side" % crop)
+
+    def sample(self, batch: int) -> torch.Tensor:
+        out = np.empty((batch, self.crop, self.crop, 3), dtype=np.uint8)
+        for i in range(batch):
+            im = self.rng.choice(self.images)
+            w, h = im.size
+            scale = self.rng.uniform(max(0.5, self.crop / min(w, h)), 1.0)
+            side = min(int(round(self.crop / scale)), w, h)
+            x0, y0 = self.rng.randint(0, w - side), self.rng.randint(0, h - side)
+            patch = im.crop((x0, y0, x0 + side, y0 + side)).resize((self.crop, self.crop), Image.BICUBIC)
+            if self.rng.random() < 0.5:
+                patch = patch.transpose(Image.FLIP_LEFT_RIGHT)
+            out[i] = np.asarray(patch)
+        return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = F.mse_loss(a.clamp(0, 1), b).item()
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT so the loop saves its state before exiting."""
+
+    def __init__(self):
+        self.stop = False
+        signal.signal(signal.SIGTERM, self._set)
+        signal.signal(signal.SIGINT, self._set)
+
+    def _set(self, *_):
+        self.stop = True
+
+
+def train_vqvae(
+    data: list[Path],
+    cache: Path,
+    minutes: float,
+    batch: int = 16,
+    crop: int = 128,
+    lr: float = 4e-4,
+    msssim_weight: float = 0.05,
+    commit_weight: float = 0.25,
+    full_rate_prob: float = 0.5,
+    init_weights: Path | None = None,
+    cfg: ImageNetConfig | None = None,
+    log_every: int = 50,
+    save_every_s: float = 300,
+) -> Path:
+    """Train (or resume) the VQ-VAE for `minutes` wall-clock minutes; returns the state file."""
+    from pytorch_msssim import ms_ssim
+
+    cache.mkdir(parents=True, exist_ok=True)
+    state_path, log_path = cache / "vqvae_state.safetensors", cache / "vqvae_log.jsonl"
+    cfg = cfg or ImageNetConfig()
+    model = ImageVQVAE(cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    step = 0
+    if state_path.exists():
+        meta = load_training_state(state_path, model, optimizer)
+        step = meta["step"]
+        print(f"resumed from {state_path} at step {step}")
+    elif init_weights is not None:
+        tensors, meta = load_tensors(init_weights)
+        model.load_state_dict({k[7:]: v.float() for k, v in tensors.items() if k.startswith("vqvae.")}, strict=False)
+        model.quantizer.initialised.fill_(True)
+        step = meta.get("vqvae_steps", 0)
+        print(f"started from shipped weights {init_weights} (step {step}, fresh optimizer)")
+    sampler = CropSampler(data, crop, seed=step)
+    torch.manual_seed(step)
+    stop = StopFlag()
+    model.train()
+    t_end = time.time() + minutes * 60
+    t_save = time.time() + save_every_s
+    t_log, seen = time.time(), 0
+    levels = model.num_stages
+    while time.time() < t_end and not stop.stop:
+        images = sampler.sample(batch)
+        stages = torch.randint(1, levels + 1, (batch,))
+        stages[torch.rand(batch) < full_rate_prob] = levels
+        recon, _, commit, usage = model(images, stages)
+        mse = F.mse_loss(recon, images)
+        msssim = ms_ssim(recon.clamp(0, 1), images, data_range=1.0, win_size=MSSSIM_WINDOW)
+        loss = mse + msssim_weight * (1 - msssim) + commit_weight * commit
+        for g in optimizer.param_groups:
+            g["lr"] = lr * min(1.0, (step + 1) / 200)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        seen += batch
+        if step % log_every == 0:
+            with torch.no_grad():
+                full = stages == levels
+                rec = {
+                    "step": step,
+                    "time": time.time(),
+                    "loss": loss.item(),
+                    "psnr_full_rate": psnr(recon[full], images[full]) if full.any() else None,
+                    "ms_ssim": msssim.item(),
+                    "commit": commit.item(),
+                    "code_usage": [round(u, 3) for u in usage],
+                    "crops_per_s": seen / (time.time() - t_log),
+                }
+            t_log, seen = time.time(), 0
+            with open(log_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            print(json.dumps(rec), flush=True)
+        if time.time() > t_save:
+            save_training_state(state_path, model, optimizer, {"step": step, "config": asdict(cfg)})
+            t_save = time.time() + save_every_s
+    save_training_state(state_path, model, optimizer, {"step": step, "config": asdict(cfg)})
+    print(f"saved {state_path} at step {step}")
+    return state_path
