@@ -107,9 +107,9 @@ def compress(
     `quality` is the number of residual quantizer stages used: 1 (smallest) .. the model's
     number of stages (best).
     """
+    rgb = load_image(image)
     codec_model = load_image_model(model, pick_device(device))
     _check_quality(codec_model, quality)
-    rgb = load_image(image)
     h, w = rgb.pixels.shape[:2]
     header = Header(
         kind=container.KIND_IMAGE,

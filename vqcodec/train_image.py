@@ -22,6 +22,7 @@ from PIL import Image
 
 from .model import ImageVQVAE
 from .nets import ImageNetConfig
+from .prior import NUM_PASSES, IntegerPrior, PriorConfig, PriorNet, pass_map
 from .weights import load_tensors, load_training_state, save_training_state
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -165,3 +166,133 @@ def train_vqvae(
     save_training_state(state_path, model, optimizer, {"step": step, "config": asdict(cfg)})
     print(f"saved {state_path} at step {step}")
     return state_path
+
+
+def load_vqvae(cache: Path, init_weights: Path | None = None) -> tuple[ImageVQVAE, int]:
+    """The VQ-VAE from the training state in `cache`, else from shipped weights."""
+    state_path = cache / "vqvae_state.safetensors"
+    if state_path.exists():
+        tensors, meta = load_tensors(state_path)
+        cfg = ImageNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
+        model = ImageVQVAE(cfg)
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        return model.eval(), meta["step"]
+    if init_weights is None:
+        raise FileNotFoundError(f"no VQ-VAE training state in {cache} and no weights given")
+    tensors, meta = load_tensors(init_weights)
+    cfg = ImageNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["net"].items()})
+    model = ImageVQVAE(cfg)
+    model.load_state_dict({k[6:]: v.float() for k, v in tensors.items() if k.startswith("vqvae.")}, strict=False)
+    return model.eval(), meta.get("vqvae_steps", 0)
+
+
+@torch.no_grad()
+def index_set(model: ImageVQVAE, paths: list[Path], count: int, crop: int = 256, seed: int = 0) -> torch.Tensor:
+    """Index grids [count, L, crop/8, crop/8] of random training crops, as int16."""
+    sampler = CropSampler(paths, crop, seed=seed)
+    out = []
+    for start in range(0, count, 16):
+        images = sampler.sample(min(16, count - start))
+        latents = model.encoder(images - 0.5)
+        out.append(model.quantizer.encode(latents, model.num_stages).to(torch.int16))
+    return torch.cat(out)
+
+
+def prior_bits(prior: PriorNet, grids: torch.Tensor) -> list[float]:
+    """Mean bits per index of each stage under the float/fake-quantized network."""
+    bits = []
+    with torch.no_grad():
+        for stage in range(prior.cfg.num_stages):
+            total = 0.0
+            for pass_ in range(NUM_PASSES):
+                at = pass_map(*grids.shape[-2:]) == pass_
+                logits = prior(grids.long(), stage, pass_)
+                nll = F.cross_entropy(logits, grids[:, stage].long(), reduction="none")
+                total += nll[:, at].sum().item()
+            bits.append(total / math.log(2) / (grids.shape[0] * grids.shape[-1] * grids.shape[-2]))
+    return bits
+
+
+def integer_prior_bits(tensors: dict[str, torch.Tensor], cfg: PriorConfig, grids: torch.Tensor) -> list[float]:
+    """Mean bits per index of each stage under the exported integer prior (what files cost)."""
+    prior = IntegerPrior(cfg, tensors)
+    bits = []
+    for stage in range(cfg.num_stages):
+        total = 0.0
+        for pass_ in range(NUM_PASSES):
+            at = pass_map(*grids.shape[-2:]) == pass_
+            for grid in grids.long():
+                probs = prior.pmf(grid[None], stage, pass_)
+                symbols = grid[stage][at].numpy()
+                total -= np.log2(probs[np.arange(len(symbols)), symbols]).sum()
+        bits.append(total / (grids.shape[0] * grids.shape[-1] * grids.shape[-2]))
+    return bits
+
+
+def train_prior(
+    vqvae: ImageVQVAE,
+    paths: list[Path],
+    cache: Path,
+    minutes: float,
+    qat_fraction: float = 0.3,
+    batch: int = 32,
+    lr: float = 2e-3,
+    grids_count: int = 3000,
+    cfg: PriorConfig | None = None,
+    log_every: int = 50,
+) -> tuple[PriorNet, dict]:
+    """Train the prior on the frozen VQ-VAE's indices: float first, fake-quantized at the end.
+
+    Returns the trained network and a report with bits per index of the float network (before
+    quantization-aware training) and of the exported integer network, on held-out photos.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    log_path = cache / "prior_log.jsonl"
+    held_out = paths[:: 20]
+    train_paths = [p for p in paths if p not in set(held_out)]
+    grids = index_set(vqvae, train_paths, grids_count, seed=1)
+    val = index_set(vqvae, held_out, 32, seed=2)
+    cfg = cfg or PriorConfig(codebook_sizes=vqvae.cfg.codebook_sizes)
+    prior = PriorNet(cfg)
+    optimizer = torch.optim.Adam(prior.parameters(), lr=lr)
+    stop = StopFlag()
+    t_start = time.time()
+    t_end, t_qat = t_start + minutes * 60, t_start + minutes * 60 * (1 - qat_fraction)
+    report: dict = {}
+    step = 0
+    gen = torch.Generator().manual_seed(0)
+    while time.time() < t_end and not stop.stop:
+        if not prior.quantized and time.time() > t_qat:
+            report["float_bits_per_index"] = prior_bits(prior, val)
+            prior.calibrate(grids[:16].long())
+            prior.quantized = True
+            for g in optimizer.param_groups:
+                g["lr"] = lr / 4
+        pick = torch.randint(0, grids.shape[0], (batch,), generator=gen)
+        sub = grids[pick].long()
+        loss = 0.0
+        for part in sub.chunk(4):
+            stage = int(torch.randint(0, cfg.num_stages, (1,), generator=gen))
+            pass_ = int(torch.randint(0, NUM_PASSES, (1,), generator=gen))
+            at = pass_map(*part.shape[-2:]) == pass_
+            logits = prior(part, stage, pass_)
+            nll = F.cross_entropy(logits, part[:, stage], reduction="none")[:, at]
+            loss = loss + nll.mean() / 4
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        if step % log_every == 0:
+            rec = {"step": step, "bits": loss.item() / math.log(2), "quantized": prior.quantized}
+            with open(log_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            print(json.dumps(rec), flush=True)
+    if not prior.quantized:  # too short a run for a QAT phase: quantize after training
+        report["float_bits_per_index"] = prior_bits(prior, val)
+        prior.calibrate(grids[:16].long())
+        prior.quantized = True
+    report["integer_bits_per_index"] = integer_prior_bits(prior.to_integer(), cfg, val)
+    report["qat_bits_per_index"] = prior_bits(prior, val)
+    report["steps"] = step
+    return prior, report

@@ -1,0 +1,153 @@
+"""The `vqcodec` command line.
+
+Exit statuses: 0 success, 1 unexpected error, 2 usage error, 3 unreadable or unsupported
+input, 4 corrupt .vqc file, 5 model not installed, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import click
+
+from vqcodec import codec, container
+from vqcodec.errors import UsageError, VqcodecError
+from vqcodec.registry import DEFAULT_IMAGE_MODEL
+
+IMAGE_OUTPUT_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+
+
+def _fail(err: VqcodecError) -> None:
+    click.echo(f"vqcodec: error: {err}", err=True)
+    sys.exit(err.exit_code)
+
+
+def _check_output(src: Path, out: Path, force: bool) -> None:
+    if out.exists() and src.exists() and out.resolve() == src.resolve():
+        raise UsageError(f"output {out} is the input file")
+    if out.exists() and not force:
+        raise UsageError(f"{out} exists (use --force to overwrite)")
+    if out.is_dir():
+        raise UsageError(f"{out} is a directory")
+
+
+def _write_atomic(out: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename: never a partial file."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            try:
+                return super().invoke(ctx)
+            except VqcodecError as e:
+                _fail(e)
+            except KeyboardInterrupt:
+                click.echo("vqcodec: interrupted", err=True)
+                sys.exit(130)
+            finally:
+                for w in caught:
+                    if issubclass(w.category, UserWarning):
+                        click.echo(f"vqcodec: warning: {w.message}", err=True)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="vqcodec")
+def main() -> None:
+    """vqcodec: a learned image codec (VQ-VAE + integer-exact prior + range coding)."""
+
+
+@main.command()
+@click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output .vqc file.")
+@click.option("-q", "--quality", type=int, default=codec.DEFAULT_QUALITY, show_default=True, help="1 = smallest file.")
+@click.option("-m", "--model", default=DEFAULT_IMAGE_MODEL, show_default=True, help="Model name or .safetensors path.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
+def compress(src: Path, output: Path | None, quality: int, model: str, device: str, force: bool) -> None:
+    """Compress an image (PNG, JPEG, WebP, TIFF, BMP, ...) into a .vqc file."""
+    out = output or src.with_suffix(".vqc")
+    _check_output(src, out, force)
+    data = codec.compress(src, quality=quality, model=model, device=device)
+    _write_atomic(out, lambda f: f.write(data))
+    header = codec.read_header(data)
+    bpp = len(data) * 8 / (header.width * header.height)
+    click.echo(
+        f"{src} -> {out}: {header.width}x{header.height}, quality {quality}, {len(data):,} bytes, {bpp:.4f} bpp"
+    )
+
+
+@main.command()
+@click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output image (default PNG).")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
+def decompress(src: Path, output: Path | None, device: str, force: bool) -> None:
+    """Decode a .vqc file into an image (PNG by default, beside the input as NAME.vqc.png)."""
+    out = output or src.with_name(src.name + ".png")
+    suffix = out.suffix.lower()
+    if suffix not in IMAGE_OUTPUT_SUFFIXES:
+        raise UsageError(f"cannot write '{suffix}' images: use one of {', '.join(sorted(IMAGE_OUTPUT_SUFFIXES))}")
+    _check_output(src, out, force)
+    image = codec.decompress(_read(src), device=device)
+    fmt = {".tif": "TIFF", ".ppm": "PPM"}.get(suffix, suffix[1:].upper())
+    _write_atomic(out, lambda f: image.save(f, format=fmt, **({"lossless": True} if fmt == "WEBP" else {})))
+    click.echo(f"{src} -> {out}: {image.width}x{image.height}")
+
+
+@main.command()
+@click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def info(src: Path, as_json: bool) -> None:
+    """Show what is inside a .vqc file (without decoding it)."""
+    data = _read(src)
+    header, payloads, _ = container.unpack(data)
+    pixels = header.width * header.height
+    fields = {
+        "file": str(src),
+        "kind": container.KIND_NAMES[header.kind],
+        "model": header.model_name,
+        "model_hash": header.model_hash.hex(),
+        "width": header.width,
+        "height": header.height,
+        "quality": header.quality,
+        "grayscale": bool(header.flags & container.FLAG_GRAY),
+        "alpha_dropped": bool(header.flags & container.FLAG_ALPHA_DROPPED),
+        "chunks": len(payloads),
+        "bytes": len(data),
+        "header_bytes": len(data) - sum(len(p) for p in payloads),
+        "bpp": round(len(data) * 8 / pixels, 5),
+    }
+    if as_json:
+        click.echo(json.dumps(fields))
+    else:
+        for key, value in fields.items():
+            click.echo(f"{key:>14}: {value}")
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except OSError as e:
+        raise UsageError(f"{path}: {e.strerror}") from None
+
+
+if __name__ == "__main__":
+    main()

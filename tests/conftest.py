@@ -1,0 +1,49 @@
+"""Shared fixtures: a tiny randomly initialised model, so tests run in seconds."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vqcodec.model import ImageVQVAE
+from vqcodec.nets import ImageNetConfig
+from vqcodec.prior import PriorConfig, PriorNet
+from vqcodec.registry import save_image_model
+
+TINY_NET = ImageNetConfig(widths=(8, 8, 16), latent_dim=4, blocks=(1, 1, 1), codebook_sizes=(16, 32, 32))
+TINY_PRIOR = PriorConfig(codebook_sizes=TINY_NET.codebook_sizes, embed_dim=4, hidden=16, layers=2)
+
+
+def build_tiny_model(path: Path, name: str = "tiny", seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    vqvae = ImageVQVAE(TINY_NET)
+    prior = PriorNet(TINY_PRIOR)
+    grids = torch.stack([torch.randint(0, k, (2, 8, 8)) for k in TINY_NET.codebook_sizes], 1)
+    prior.calibrate(grids)
+    save_image_model(path, name, vqvae, prior.to_integer(), {"prior": asdict(TINY_PRIOR)})
+    return path
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("models")
+    build_tiny_model(folder / "tiny.safetensors")
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _use_tiny_models(models_dir, monkeypatch):
+    monkeypatch.setenv("VQCODEC_MODELS", str(models_dir))
+
+
+@pytest.fixture
+def photo() -> np.ndarray:
+    """A smooth synthetic 'photo' with some texture, 48x72 RGB uint8."""
+    y, x = np.mgrid[0:48, 0:72]
+    rng = np.random.default_rng(0)
+    img = np.stack([x * 3, y * 4, (x + y) * 2], -1) + rng.integers(0, 30, (48, 72, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from click.testing import CliRunner
+from PIL import Image
+
+from cli.main import main
+
+
+def _write_photo(path, photo):
+    Image.fromarray(photo).save(path)
+    return path
+
+
+def test_compress_decompress_info(tmp_path, photo):
+    src = _write_photo(tmp_path / "photo.png", photo)
+    runner = CliRunner()
+    result = runner.invoke(main, ["compress", str(src), "-q", "2", "-m", "tiny"])
+    assert result.exit_code == 0, result.output
+    vqc = tmp_path / "photo.vqc"
+    assert vqc.exists() and "bpp" in result.output
+    result = runner.invoke(main, ["info", str(vqc), "--json"])
+    fields = json.loads(result.output)
+    assert fields["width"] == 72 and fields["quality"] == 2 and fields["bytes"] == vqc.stat().st_size
+    assert abs(fields["bpp"] - vqc.stat().st_size * 8 / (72 * 48)) < 1e-4
+    result = runner.invoke(main, ["decompress", str(vqc)])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "photo.vqc.png"
+    assert Image.open(out).size == (72, 48)
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_existing_output_needs_force(tmp_path, photo):
+    src = _write_photo(tmp_path / "photo.png", photo)
+    runner = CliRunner()
+    assert runner.invoke(main, ["compress", str(src), "-m", "tiny", "-q", "1"]).exit_code == 0
+    before = (tmp_path / "photo.vqc").read_bytes()
+    result = runner.invoke(main, ["compress", str(src), "-m", "tiny", "-q", "3"])
+    assert result.exit_code == 2 and "--force" in result.output
+    assert (tmp_path / "photo.vqc").read_bytes() == before
+    assert runner.invoke(main, ["compress", str(src), "-m", "tiny", "-q", "3", "--force"]).exit_code == 0
+    assert (tmp_path / "photo.vqc").read_bytes() != before
+
+
+def test_output_equal_to_input_is_refused(tmp_path, photo):
+    src = _write_photo(tmp_path / "photo.png", photo)
+    result = CliRunner().invoke(main, ["compress", str(src), "-o", str(src), "--force", "-m", "tiny"])
+    assert result.exit_code == 2 and "is the input" in result.output
+    assert np.array_equal(np.asarray(Image.open(src)), photo)
+
+
+def test_exit_statuses(tmp_path, photo):
+    runner = CliRunner()
+    assert runner.invoke(main, ["compress", str(tmp_path / "missing.png")]).exit_code == 3
+    junk = tmp_path / "junk.vqc"
+    junk.write_bytes(b"VQC\x01" + b"\x00" * 40)
+    assert runner.invoke(main, ["decompress", str(junk)]).exit_code == 4
+    src = _write_photo(tmp_path / "photo.png", photo)
+    result = runner.invoke(main, ["compress", str(src), "-m", "tiny", "-q", "7"])
+    assert result.exit_code == 2 and "1..3" in result.output
+    assert runner.invoke(main, ["compress", str(src), "-m", "absent"]).exit_code == 5

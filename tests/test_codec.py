@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import vqcodec
+from vqcodec import codec, container
+from vqcodec.entropy import decode_grid, encode_grid
+from vqcodec.errors import BadInputError, CorruptFileError, MissingModelError, UsageError
+from vqcodec.registry import load_image_model
+
+from .conftest import TINY_NET, build_tiny_model
+
+
+def test_roundtrip_keeps_size_and_is_deterministic(photo):
+    data = vqcodec.compress(photo, quality=2, model="tiny")
+    header = codec.read_header(data)
+    assert (header.width, header.height, header.quality, header.model_name) == (72, 48, 2, "tiny")
+    out = vqcodec.decompress(data)
+    assert out.size == (72, 48) and out.mode == "RGB"
+    assert np.array_equal(np.asarray(out), np.asarray(vqcodec.decompress(data)))
+
+
+def test_more_quality_costs_more_bits(photo):
+    sizes = [len(vqcodec.compress(photo, quality=q, model="tiny")) for q in (1, 2, 3)]
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+def test_entropy_coding_roundtrip_of_odd_grid():
+    prior = load_image_model("tiny").prior
+    indices = torch.stack([torch.randint(0, k, (13, 5)) for k in TINY_NET.codebook_sizes])
+    data = encode_grid(indices, prior)
+    assert torch.equal(decode_grid(data, prior, 3, 13, 5), indices)
+    assert torch.equal(decode_grid(encode_grid(indices[:1], prior), prior, 1, 13, 5), indices[:1])
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 37), (29, 1), (9, 17)])
+def test_any_size_pads_and_crops_back(shape):
+    img = np.random.default_rng(0).integers(0, 256, shape + (3,), dtype=np.uint8)
+    assert vqcodec.decompress(vqcodec.compress(img, quality=1, model="tiny")).size == (shape[1], shape[0])
+
+
+def test_large_image_is_split_into_chunks_without_seams():
+    y, x = np.mgrid[0:20, 0:1100]
+    img = np.stack([x % 256, y * 10, (x // 4) % 256], -1).astype(np.uint8)
+    data = vqcodec.compress(img, quality=3, model="tiny")
+    header, payloads, _ = container.unpack(data)
+    assert len(payloads) == 2
+    tiled = np.asarray(vqcodec.decompress(data)).astype(int)
+    # Reference: the whole image through the networks in one piece.
+    model = load_image_model("tiny")
+    _, _, indices = codec.decode_indices(data)
+    with torch.no_grad():
+        whole = model.vqvae.decoder(model.vqvae.quantizer.decode(indices[None]))[0] + 0.5
+    whole = (whole.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()[:20, :1100].astype(int)
+    assert np.abs(tiled - whole).max() <= 1
+
+
+def test_grayscale_and_alpha(photo):
+    gray = Image.fromarray(photo[:, :, 0], "L")
+    assert vqcodec.decompress(vqcodec.compress(gray, quality=1, model="tiny")).mode == "L"
+    rgba = Image.fromarray(np.dstack([photo, np.full(photo.shape[:2], 128, np.uint8)]), "RGBA")
+    with pytest.warns(UserWarning, match="alpha"):
+        data = vqcodec.compress(rgba, quality=1, model="tiny")
+    assert codec.read_header(data).flags & container.FLAG_ALPHA_DROPPED
+
+
+def test_quality_out_of_range_names_the_valid_range(photo):
+    with pytest.raises(UsageError, match=r"1\.\.3"):
+        vqcodec.compress(photo, quality=4, model="tiny")
+    with pytest.raises(UsageError):
+        vqcodec.compress(photo, quality=0, model="tiny")
+
+
+def test_unknown_model_and_changed_weights(photo, models_dir):
+    with pytest.raises(MissingModelError, match="nosuch"):
+        vqcodec.compress(photo, model="nosuch")
+    other = build_tiny_model(models_dir / "tiny2.safetensors", name="tiny2", seed=1)
+    data = vqcodec.compress(photo, quality=1, model=str(other))
+    other.unlink()
+    with pytest.raises(MissingModelError, match="tiny2"):
+        vqcodec.decompress(data)
+    build_tiny_model(other, name="tiny2", seed=2)  # same name, other weights
+    from vqcodec.registry import _load
+
+    _load.cache_clear()
+    with pytest.raises(MissingModelError, match="different version"):
+        vqcodec.decompress(data)
+
+
+def test_damaged_payload_is_an_error_not_garbage(photo):
+    data = bytearray(vqcodec.compress(photo, quality=3, model="tiny"))
+    data[40] ^= 0x10
+    with pytest.raises(CorruptFileError):
+        vqcodec.decompress(bytes(data))
+
+
+def test_bad_media_input(tmp_path):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(BadInputError):
+        vqcodec.compress(empty, model="tiny")
+    text = tmp_path / "notes.jpg"
+    text.write_text("hello")
+    with pytest.raises(BadInputError):
+        vqcodec.compress(text, model="tiny")
+    with pytest.raises(BadInputError):
+        vqcodec.compress(np.zeros((4, 4, 2), np.uint8), model="tiny")

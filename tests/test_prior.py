@@ -1,0 +1,138 @@
+"""The prior is exact: integer kernels match an int64 reference, and probabilities do not
+depend on the thread count (encode in one process with 1 thread, decode in one with 2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vqcodec.prior import ACT_MAX, EXACT_LIMIT, IntegerPrior, PriorNet, exact_conv, pass_map, rescale
+from vqcodec.registry import load_image_model
+
+from .conftest import TINY_NET, TINY_PRIOR
+
+
+def reference_conv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Integer convolution in int64 by explicit shifted sums (no floating point at all)."""
+    k = w.shape[-1]
+    xp = F.pad(x.to(torch.int64), (k // 2,) * 4)
+    h, wd = x.shape[-2:]
+    out = torch.zeros(x.shape[0], w.shape[0], h, wd, dtype=torch.int64)
+    for dy in range(k):
+        for dx in range(k):
+            patch = xp[:, :, dy : dy + h, dx : dx + wd]
+            out += torch.einsum("bchw,oc->bohw", patch, w[:, :, dy, dx].to(torch.int64))
+    return out
+
+
+@pytest.mark.parametrize("channels,k", [(97, 3), (64, 3), (64, 1)])
+def test_exact_conv_matches_int64_reference_at_extremes(channels, k):
+    gen = torch.Generator().manual_seed(channels + k)
+    # Worst case: every input and weight at the largest magnitude, all with the same sign.
+    x = torch.full((1, channels, 9, 11), ACT_MAX, dtype=torch.float32)
+    w = torch.full((5, channels, k, k), ACT_MAX, dtype=torch.float32)
+    w[1] = -ACT_MAX
+    w[2:] = torch.randint(-ACT_MAX, ACT_MAX + 1, (3, channels, k, k), generator=gen).float()
+    x[:, :, ::2] = torch.randint(0, ACT_MAX + 1, (1, channels, 5, 11), generator=gen).float()
+    got = exact_conv(x, w)
+    want = reference_conv(x, w)
+    assert want.abs().max() < EXACT_LIMIT
+    assert torch.equal(got.to(torch.int64), want)
+
+
+def test_rescale_is_floor_rounding_in_int64():
+    acc = torch.tensor([[[-(2**23)], [2**23 - 1], [12345]]], dtype=torch.float32)  # [1, 3, 1]
+    mult = torch.tensor([3 << 20, 1 << 24, 5])
+    bias = torch.tensor([0, -(1 << 24), 1 << 23])
+    out = rescale(acc, mult, bias)
+    want = [((-(2**23)) * (3 << 20) + (1 << 23)) >> 24, ((2**23 - 1) * (1 << 24) - (1 << 24) + (1 << 23)) >> 24,
+            (12345 * 5 + (1 << 23) + (1 << 23)) >> 24]
+    assert out.flatten().tolist() == want
+
+
+def test_prior_refuses_weights_that_could_overflow():
+    net = PriorNet(TINY_PRIOR)
+    tensors = net.to_integer()
+    tensors["conv.0.weight"] = torch.full((16, 1200, 3, 3), ACT_MAX, dtype=torch.int8)
+    with pytest.raises(ValueError, match="not exact"):
+        IntegerPrior(TINY_PRIOR, tensors)
+
+
+def test_integer_prior_is_the_trained_fake_quantized_network():
+    torch.manual_seed(0)
+    net = PriorNet(TINY_PRIOR)
+    grids = torch.stack([torch.randint(0, k, (3, 10, 12)) for k in TINY_NET.codebook_sizes], 1)
+    net.calibrate(grids)
+    net.quantized = True
+    prior = IntegerPrior(TINY_PRIOR, net.to_integer())
+    for stage in range(TINY_PRIOR.num_stages):
+        for pass_ in range(4):
+            with torch.no_grad():
+                fake = net(grids, stage, pass_) * 16
+            exact = prior.logits(grids, stage, pass_).double()
+            # Rounding of the integer multipliers may move a logit by one step, rarely.
+            diff = (fake.double() - exact).abs()
+            assert diff.max() <= 1.0 + 1e-6
+            assert (diff > 1e-3).double().mean() < 0.05
+
+
+def test_pmf_rows_are_normalised_and_cover_every_symbol():
+    prior = load_image_model("tiny").prior
+    grid = torch.stack([torch.randint(0, k, (1, 7, 5)) for k in TINY_NET.codebook_sizes], 1)
+    for stage, k in enumerate(TINY_NET.codebook_sizes):
+        for pass_ in range(4):
+            probs = prior.pmf(grid, stage, pass_)
+            assert probs.shape == (int((pass_map(7, 5) == pass_).sum()), k)
+            assert np.allclose(probs.sum(1), 1.0) and (probs > 0).all()
+
+
+WORKER = r"""
+import json, sys, torch
+from pathlib import Path
+torch.set_num_threads(int(sys.argv[1]))
+from vqcodec import codec
+from vqcodec.registry import load_image_model
+mode, path = sys.argv[2], Path(sys.argv[3])
+if mode == "encode":
+    import numpy as np
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[0:100, 0:140]
+    img = np.clip(np.stack([x, y, x + y], -1) + rng.integers(0, 60, (100, 140, 3)), 0, 255).astype(np.uint8)
+    model = load_image_model("tiny")
+    out = {}
+    for q in (1, 2, 3):
+        Path(f"{path}.{q}").write_bytes(codec.compress(img, quality=q, model="tiny", device="cpu"))
+        out[q] = codec.encode_indices(model, img, q)[0].flatten().tolist()
+    print(json.dumps(out))
+else:
+    out = {}
+    for q in (1, 2, 3):
+        header, model, indices = codec.decode_indices(Path(f"{path}.{q}").read_bytes(), device="cpu")
+        out[q] = indices.flatten().tolist()
+    print(json.dumps(out))
+"""
+
+
+def _run(threads: int, mode: str, path: Path) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    result = subprocess.run(
+        [sys.executable, "-c", WORKER, str(threads), mode, str(path)], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("enc_threads,dec_threads", [(1, 2), (2, 1)])
+def test_encode_and_decode_with_different_thread_counts(tmp_path, enc_threads, dec_threads):
+    path = tmp_path / "img"
+    encoded = json.loads(_run(enc_threads, "encode", path))
+    decoded = json.loads(_run(dec_threads, "decode", path))
+    assert decoded == encoded
