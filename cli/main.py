@@ -87,9 +87,7 @@ def compress(src: Path, output: Path | None, quality: int, model: str, device: s
     _write_atomic(out, lambda f: f.write(data))
     header = codec.read_header(data)
     bpp = len(data) * 8 / (header.width * header.height)
-    click.echo(
-        f"{src} -> {out}: {header.width}x{header.height}, quality {quality}, {len(data):,} bytes, {bpp:.4f} bpp"
-    )
+    click.echo(f"{src} -> {out}: {header.width}x{header.height}, quality {quality}, {len(data):,} bytes, {bpp:.4f} bpp")
 
 
 @main.command()
@@ -138,6 +136,49 @@ def info(src: Path, as_json: bool) -> None:
     else:
         for key, value in fields.items():
             click.echo(f"{key:>14}: {value}")
+
+
+@main.group()
+def train() -> None:
+    """Train (or resume training of) a codec model."""
+
+
+@train.command("image")
+@click.option(
+    "--data",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="Folder of training photos (searched recursively).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("models/img1.safetensors"),
+    show_default=True,
+    help="Model file to write (its stem is the model name).",
+)
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Training state folder [default: ~/.cache/vqcodec/NAME].",
+)
+@click.option("--vqvae-minutes", type=float, default=60, show_default=True)
+@click.option("--prior-minutes", type=float, default=20, show_default=True)
+@click.option("--threads", type=int, default=None, help="CPU threads for torch.")
+def train_image(
+    data: Path, out: Path, cache: Path | None, vqvae_minutes: float, prior_minutes: float, threads: int | None
+) -> None:
+    """Resume the VQ-VAE from its cached state (or from OUT), train the prior, export OUT."""
+    import torch
+
+    from vqcodec.train_image import train_image_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    cache = cache or Path.home() / ".cache" / "vqcodec" / out.stem
+    card = train_image_model(data, out, cache, vqvae_minutes, prior_minutes, name=out.stem)
+    click.echo(f"wrote {out} (VQ-VAE {card['vqvae_steps']} steps, prior {card['prior_steps']} steps)")
 
 
 def _read(path: Path) -> bytes:

@@ -1,8 +1,8 @@
 """vqcodec: a learned image codec.
 
-    >>> import vqcodec
-    >>> data = vqcodec.compress("photo.png", quality=4)   # bytes of a .vqc file
-    >>> image = vqcodec.decompress(data)                  # PIL.Image
+>>> import vqcodec
+>>> data = vqcodec.compress("photo.png", quality=4)   # bytes of a .vqc file
+>>> image = vqcodec.decompress(data)                  # PIL.Image
 """
 
 from .codec import DEFAULT_QUALITY, compress, decompress, read_header

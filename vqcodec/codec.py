@@ -13,7 +13,7 @@ the image. A tile is also a chunk of the file: its indices are range coded indep
 from __future__ import annotations
 
 import zlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -74,7 +74,9 @@ def encode_indices(model: ImageModel, pixels: np.ndarray, quality: int) -> list[
         region = torch.from_numpy(padded[ry0:ry1, rx0:rx1]).to(model.device)
         region = region.permute(2, 0, 1)[None].float() / 255.0 - 0.5
         latents = model.vqvae.encoder(region)
-        latents = latents[:, :, (y0 - ry0) // FACTOR : (y1 - ry0) // FACTOR, (x0 - rx0) // FACTOR : (x1 - rx0) // FACTOR]
+        latents = latents[
+            :, :, (y0 - ry0) // FACTOR : (y1 - ry0) // FACTOR, (x0 - rx0) // FACTOR : (x1 - rx0) // FACTOR
+        ]
         chunks.append(model.vqvae.quantizer.encode(latents, quality)[0].cpu())
     return chunks
 
@@ -142,13 +144,13 @@ def decode_indices(data: bytes, device: str = "auto", max_pixels: int = DEFAULT_
         raise CorruptFileError(f"quality {header.quality} is outside 1..{model.num_stages}")
     chunks = [
         decode_grid(payload, model.prior, header.quality, ch, cw)
-        for payload, (_, _, ch, cw) in zip(payloads, header.chunk_grid())
+        for payload, (_, _, ch, cw) in zip(payloads, header.chunk_grid(), strict=True)
     ]
     if indices_crc(chunks) != crc:
         raise CorruptFileError("decoded indices fail their CRC: file damaged or decoded with a different prior")
     h, w = header.latent_shape
     indices = torch.zeros(header.quality, h, w, dtype=torch.int64)
-    for chunk, (top, left, ch, cw) in zip(chunks, header.chunk_grid()):
+    for chunk, (top, left, ch, cw) in zip(chunks, header.chunk_grid(), strict=True):
         indices[:, top : top + ch, left : left + cw] = chunk
     return header, model, indices
 

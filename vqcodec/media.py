@@ -12,14 +12,13 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import BadInputError
 
-ImageLike = Union[str, Path, Image.Image, np.ndarray]
+ImageLike = str | Path | Image.Image | np.ndarray
 # Pillow's decompression-bomb guard, raised to what the codec itself accepts by default.
 Image.MAX_IMAGE_PIXELS = 400_000_000
 

@@ -93,9 +93,7 @@ class PriorNet(nn.Module):
     def __init__(self, cfg: PriorConfig):
         super().__init__()
         self.cfg = cfg
-        self.embeddings = nn.ParameterList(
-            [nn.Parameter(torch.randn(k, cfg.embed_dim)) for k in cfg.codebook_sizes]
-        )
+        self.embeddings = nn.ParameterList([nn.Parameter(torch.randn(k, cfg.embed_dim)) for k in cfg.codebook_sizes])
         widths = [cfg.in_channels] + [cfg.hidden] * cfg.layers
         self.convs = nn.ModuleList(
             [nn.Conv2d(widths[i], widths[i + 1], 3, padding=1, bias=i > 0) for i in range(cfg.layers)]
@@ -115,7 +113,11 @@ class PriorNet(nn.Module):
             if t > stage:
                 planes.append(indices.new_zeros((b, self.cfg.embed_dim, h, w), dtype=torch.float32))
                 continue
-            table = torch.clamp(round_ste(table * EMBED_SCALE), -ACT_MAX, ACT_MAX) / EMBED_SCALE if self.quantized else table
+            table = (
+                torch.clamp(round_ste(table * EMBED_SCALE), -ACT_MAX, ACT_MAX) / EMBED_SCALE
+                if self.quantized
+                else table
+            )
             plane = table[indices[:, t]].permute(0, 3, 1, 2)
             planes.append(plane * decoded if t == stage else plane)
         planes.append(decoded.expand(b, 1, h, w))

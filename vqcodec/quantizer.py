@@ -85,7 +85,7 @@ class ResidualVQ(nn.Module):
             self._kmeans_init(flat.detach())
         residual = flat
         sample_of_row = torch.arange(b, device=latents.device).repeat_interleave(h * w)
-        keep = (torch.arange(self.num_stages, device=latents.device)[None, :] < stages_per_sample[:, None])
+        keep = torch.arange(self.num_stages, device=latents.device)[None, :] < stages_per_sample[:, None]
         keep = keep[sample_of_row].to(flat.dtype)  # [N, L]
         quantized = torch.zeros_like(flat)
         commit = flat.new_zeros(())

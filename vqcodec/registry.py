@@ -58,7 +58,9 @@ class ImageModel:
         return self.prior.device
 
 
-def save_image_model(path: Path, name: str, vqvae: ImageVQVAE, prior_tensors: dict[str, torch.Tensor], meta: dict) -> None:
+def save_image_model(
+    path: Path, name: str, vqvae: ImageVQVAE, prior_tensors: dict[str, torch.Tensor], meta: dict
+) -> None:
     tensors = {
         f"vqvae.{k}": v.half() if v.is_floating_point() else v
         for k, v in vqvae.state_dict().items()

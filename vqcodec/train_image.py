@@ -23,6 +23,7 @@ from PIL import Image
 from .model import ImageVQVAE
 from .nets import ImageNetConfig
 from .prior import NUM_PASSES, IntegerPrior, PriorConfig, PriorNet, pass_map
+from .registry import save_image_model
 from .weights import load_tensors, load_training_state, save_training_state
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -51,7 +52,7 @@ class CropSampler:
                 if min(im.size) >= crop:
                     self.images.append(im.copy())
         if not self.images:
-            raise ValueError("no training image is at least %d pixels on its short side" % crop)
+            raise ValueError(f"no training image is at least {crop} pixels on its short side")
 
     def sample(self, batch: int) -> torch.Tensor:
         out = np.empty((batch, self.crop, self.crop, 3), dtype=np.uint8)
@@ -248,12 +249,16 @@ def train_prior(
     """
     cache.mkdir(parents=True, exist_ok=True)
     log_path = cache / "prior_log.jsonl"
-    held_out = paths[:: 20]
+    held_out = paths[::20]
     train_paths = [p for p in paths if p not in set(held_out)]
     grids = index_set(vqvae, train_paths, grids_count, seed=1)
     val = index_set(vqvae, held_out, 32, seed=2)
     cfg = cfg or PriorConfig(codebook_sizes=vqvae.cfg.codebook_sizes)
     prior = PriorNet(cfg)
+    state_path = cache / "prior_state.safetensors"
+    if state_path.exists():  # warm start from the last run (the VQ-VAE may have moved on since)
+        load_training_state(state_path, prior, None)
+        print(f"prior warm-started from {state_path}")
     optimizer = torch.optim.Adam(prior.parameters(), lr=lr)
     stop = StopFlag()
     t_start = time.time()
@@ -292,7 +297,48 @@ def train_prior(
         report["float_bits_per_index"] = prior_bits(prior, val)
         prior.calibrate(grids[:16].long())
         prior.quantized = True
+    save_training_state(state_path, prior, optimizer, {"steps": step, "config": asdict(cfg)})
     report["integer_bits_per_index"] = integer_prior_bits(prior.to_integer(), cfg, val)
     report["qat_bits_per_index"] = prior_bits(prior, val)
     report["steps"] = step
     return prior, report
+
+
+def train_image_model(
+    data: Path,
+    out: Path,
+    cache: Path,
+    vqvae_minutes: float,
+    prior_minutes: float,
+    name: str = "img1",
+) -> dict:
+    """Rebuild a shipped image model: resume the VQ-VAE, train the prior, export both.
+
+    The export is `out` (fp16 VQ-VAE + integer prior, safetensors) and `out` with suffix
+    .json (training report: steps, data, hardware, bits per index of float and integer prior).
+    """
+    paths = list_images(data)
+    if not paths:
+        raise FileNotFoundError(f"no training images under {data}")
+    init = out if out.exists() else None
+    if vqvae_minutes > 0:
+        train_vqvae(paths, cache, vqvae_minutes, init_weights=init)
+    vqvae, vqvae_steps = load_vqvae(cache, init)
+    prior, report = train_prior(vqvae, paths, cache, prior_minutes)
+    log = [json.loads(line) for line in open(cache / "vqvae_log.jsonl")] if (cache / "vqvae_log.jsonl").exists() else []
+    meta = {
+        "prior": asdict(prior.cfg),
+        "vqvae_steps": vqvae_steps,
+        "prior_steps": report["steps"],
+        "training_data": str(data),
+        "training_images": len(paths),
+    }
+    save_image_model(out, name, vqvae, prior.to_integer(), meta)
+    card = {
+        **meta,
+        "hardware": f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}",
+        "prior_report": report,
+        "vqvae_curve": log[:: max(1, len(log) // 200)],
+    }
+    out.with_suffix(".json").write_text(json.dumps(card, indent=1))
+    return card
