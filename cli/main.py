@@ -95,7 +95,12 @@ def compress(src: Path, output: Path | None, quality: int, model: str, device: s
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output image (default PNG).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
-def decompress(src: Path, output: Path | None, device: str, force: bool) -> None:
+@click.option(
+    "--compare",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Original image: also print PSNR and MS-SSIM against it.",
+)
+def decompress(src: Path, output: Path | None, device: str, force: bool, compare: Path | None) -> None:
     """Decode a .vqc file into an image (PNG by default, beside the input as NAME.vqc.png)."""
     out = output or src.with_name(src.name + ".png")
     suffix = out.suffix.lower()
@@ -106,6 +111,19 @@ def decompress(src: Path, output: Path | None, device: str, force: bool) -> None
     fmt = {".tif": "TIFF", ".ppm": "PPM"}.get(suffix, suffix[1:].upper())
     _write_atomic(out, lambda f: image.save(f, format=fmt, **({"lossless": True} if fmt == "WEBP" else {})))
     click.echo(f"{src} -> {out}: {image.width}x{image.height}")
+    if compare:
+        import numpy as np
+
+        from vqcodec.bench import ms_ssim_rgb, psnr_rgb
+        from vqcodec.media import load_image
+
+        original = load_image(compare).pixels
+        decoded = np.asarray(image.convert("RGB"))
+        if original.shape != decoded.shape:
+            raise UsageError(f"{compare} is {original.shape[1]}x{original.shape[0]}, not the decoded size")
+        bpp = src.stat().st_size * 8 / (image.width * image.height)
+        msssim = f", MS-SSIM {ms_ssim_rgb(original, decoded):.4f}" if min(original.shape[:2]) > 160 else ""
+        click.echo(f"{bpp:.4f} bpp, PSNR {psnr_rgb(original, decoded):.2f} dB{msssim}")
 
 
 @main.command()
@@ -179,6 +197,63 @@ def train_image(
     cache = cache or Path.home() / ".cache" / "vqcodec" / out.stem
     card = train_image_model(data, out, cache, vqvae_minutes, prior_minutes, name=out.stem)
     click.echo(f"wrote {out} (VQ-VAE {card['vqvae_steps']} steps, prior {card['prior_steps']} steps)")
+
+
+@main.group()
+def bench() -> None:
+    """Measure rate, quality and speed against other codecs."""
+
+
+@bench.command("image")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("results/image"),
+    show_default=True,
+    help="Folder for the JSON results and plots.",
+)
+@click.option("-m", "--model", default=DEFAULT_IMAGE_MODEL, show_default=True)
+@click.option("-q", "--quality", "qualities", type=int, multiple=True, help="vqcodec levels [default: all].")
+@click.option("--baseline", "baselines", multiple=True, help="Only these baselines (JPEG, WebP, AVIF, 'JPEG XL').")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--large", is_flag=True, help="Also time 6 MP and 24 MP photos and record peak memory.")
+def bench_image(
+    folder: Path,
+    output: Path,
+    model: str,
+    qualities: tuple[int, ...],
+    baselines: tuple[str, ...],
+    device: str,
+    large: bool,
+) -> None:
+    """Every image in FOLDER with vqcodec at each quality and the baselines over their range."""
+    from vqcodec.bench import bench_images, bench_large
+    from vqcodec.media import list_images
+
+    summary = bench_images(
+        folder, output, model, device, list(qualities) or None, list(baselines) or None, progress=sys.stderr.isatty()
+    )
+    for row in summary["bd_rate_vs_baselines"]:
+
+        def fmt(v):
+            return "no overlap" if v is None else f"{v:+.1f} %"
+
+        click.echo(
+            f"BD-rate vs {row['baseline']:>8}: PSNR {fmt(row['bd_rate_psnr_percent'])}, "
+            f"MS-SSIM {fmt(row['bd_rate_ms_ssim_percent'])}"
+        )
+    if large:
+        source = list_images(folder)[0]
+        rows = bench_large(source, [(3000, 2000), (6000, 4000)], max(qualities or (4,)), model, device)
+        (output / "large.json").write_text(json.dumps(rows, indent=1))
+        for r in rows:
+            click.echo(
+                f"{r['width']}x{r['height']}: encode {r['encode_s']:.1f} s, decode {r['decode_s']:.1f} s, "
+                f"peak memory {r['peak_rss_mb']:.0f} MB"
+            )
+    click.echo(f"results in {output}")
 
 
 def _read(path: Path) -> bytes:

@@ -23,6 +23,14 @@ ImageLike = str | Path | Image.Image | np.ndarray
 Image.MAX_IMAGE_PIXELS = 400_000_000
 
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def list_images(root: Path) -> list[Path]:
+    """Image files under `root` (recursively), sorted."""
+    return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 @dataclass
 class RGBImage:
     pixels: np.ndarray  # [H, W, 3] uint8

@@ -20,19 +20,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .media import list_images
 from .model import ImageVQVAE
 from .nets import ImageNetConfig
 from .prior import NUM_PASSES, IntegerPrior, PriorConfig, PriorNet, pass_map
 from .registry import save_image_model
 from .weights import load_tensors, load_training_state, save_training_state
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 # 128x128 crops are too small for five MS-SSIM scales with the usual 11-pixel window: use 7.
 MSSSIM_WINDOW = 7
-
-
-def list_images(root: Path) -> list[Path]:
-    return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 class CropSampler:

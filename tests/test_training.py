@@ -1,0 +1,49 @@
+"""Training runs, resumes from its cached state and exports a model the codec can use."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+from PIL import Image
+
+import vqcodec
+from vqcodec.prior import PriorConfig
+from vqcodec.registry import save_image_model
+from vqcodec.train_image import load_vqvae, train_prior, train_vqvae
+
+from .conftest import TINY_NET
+
+
+def test_train_resume_export(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "photos"
+    data.mkdir()
+    for i in range(3):
+        y, x = np.mgrid[0:260, 0:270]
+        img = np.stack([x + 30 * i, y, (x * y) % 256], -1) + rng.integers(0, 20, (260, 270, 3))
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(data / f"p{i}.png")
+    paths = sorted(data.glob("*.png"))
+    cache = tmp_path / "cache"
+    train_vqvae(paths, cache, minutes=0.03, batch=2, cfg=TINY_NET, log_every=1)
+    first_steps = len((cache / "vqvae_log.jsonl").read_text().splitlines())
+    assert first_steps >= 1
+    train_vqvae(paths, cache, minutes=0.03, batch=2, cfg=TINY_NET, log_every=1)
+    log = (cache / "vqvae_log.jsonl").read_text().splitlines()
+    steps = [int(line.split('"step": ')[1].split(",")[0]) for line in log]
+    assert steps == sorted(steps) and steps[-1] > first_steps  # resumed, not restarted
+
+    vqvae, n = load_vqvae(cache)
+    assert n == steps[-1]
+    cfg = PriorConfig(codebook_sizes=TINY_NET.codebook_sizes, embed_dim=4, hidden=16, layers=2)
+    prior, report = train_prior(vqvae, paths * 7, cache, minutes=0.05, grids_count=8, batch=8, cfg=cfg)
+    assert len(report["integer_bits_per_index"]) == 3
+    # The integer prior costs what the fake-quantized network predicts, to a small tolerance.
+    for exact, qat in zip(report["integer_bits_per_index"], report["qat_bits_per_index"], strict=True):
+        assert abs(exact - qat) < 0.02 * qat + 0.01
+
+    out = tmp_path / "models" / "mine.safetensors"
+    save_image_model(out, "mine", vqvae, prior.to_integer(), {"prior": asdict(cfg)})
+    coded = vqcodec.compress(paths[0], quality=3, model=str(out))
+    monkeypatch.setenv("VQCODEC_MODELS", str(out.parent))
+    assert vqcodec.decompress(coded).size == (270, 260)
