@@ -1,0 +1,9 @@
+# Regenerate the README's results (Kodak, all 24 images) with the shipped model.
+KODAK ?= ../shared/data/images/kodak
+
+.PHONY: results test
+results:
+	vqcodec bench image $(KODAK) -o results/kodak --large
+
+test:
+	python -m pytest -q

@@ -1,0 +1,82 @@
+"""Corrupt and hostile .vqc files end in a VqcodecError (one line, distinct exit status),
+never another exception, a hang or a huge allocation."""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import vqcodec
+from vqcodec import container
+from vqcodec.errors import CorruptFileError, VqcodecError
+
+FUZZ_EXAMPLES = int(os.environ.get("VQCODEC_FUZZ_EXAMPLES", "200"))
+
+
+@pytest.fixture(scope="module")
+def valid_file(models_dir):
+    os.environ["VQCODEC_MODELS"] = str(models_dir)
+    y, x = np.mgrid[0:40, 0:56]
+    img = np.stack([x * 4, y * 5, x + y], -1).astype(np.uint8)
+    return vqcodec.compress(img, quality=3, model="tiny")
+
+
+def _recrc(body: bytes) -> bytes:
+    """Make the file CRC right again, so that damage reaches the deeper checks."""
+    return body[:-4] + zlib.crc32(body[:-4]).to_bytes(4, "little")
+
+
+def _decode(data: bytes) -> None:
+    start = time.perf_counter()
+    try:
+        vqcodec.decompress(data, device="cpu")
+    except VqcodecError:
+        pass
+    assert time.perf_counter() - start < 5
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.binary(max_size=200))
+def test_random_bytes(data):
+    _decode(data)
+    _decode(b"VQC\x01" + data)
+    _decode(_recrc(b"VQC\x01" + data + b"\x00\x00\x00\x00"))
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_mutated_valid_files(valid_file, data):
+    body = bytearray(valid_file)
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(body) - 5))
+        body[i] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(8, len(body)))
+    _decode(bytes(body))
+    _decode(_recrc(bytes(body)))
+    _decode(_recrc(bytes(body[:cut])))
+
+
+def test_damaged_payload_with_valid_file_crc_fails_the_indices_crc(valid_file):
+    header, payloads, _ = container.unpack(valid_file)
+    start = len(valid_file) - 8 - len(payloads[0])
+    for offset in (0, len(payloads[0]) // 2, len(payloads[0]) - 1):
+        body = bytearray(valid_file)
+        body[start + offset] ^= 0x5A
+        with pytest.raises(CorruptFileError):
+            vqcodec.decompress(_recrc(bytes(body)))
+
+
+def test_claimed_giant_image_is_refused_quickly():
+    header = container.Header(container.KIND_IMAGE, 0, "tiny", b"abcd", 1 << 20, 1 << 20, 1)
+    body = b"VQC\x01\x00\x00\x04tinyabcd" + container._varint(1 << 20) * 2 + b"\x01" + b"\x00" * 8
+    start = time.perf_counter()
+    with pytest.raises(CorruptFileError, match="over the limit"):
+        vqcodec.decompress(_recrc(body + b"\x00" * 4))
+    assert time.perf_counter() - start < 1
+    assert header.width == 1 << 20
