@@ -38,8 +38,8 @@ def ms_ssim_rgb(a: np.ndarray, b: np.ndarray) -> float:
     """MS-SSIM (pytorch-msssim, 5 scales, 11-pixel window) of two uint8 RGB images."""
     from pytorch_msssim import ms_ssim
 
-    ta = torch.from_numpy(a).permute(2, 0, 1)[None].double()
-    tb = torch.from_numpy(b).permute(2, 0, 1)[None].double()
+    ta = torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].double()
+    tb = torch.from_numpy(np.array(b)).permute(2, 0, 1)[None].double()
     return float(ms_ssim(ta, tb, data_range=255.0))
 
 
@@ -277,6 +277,29 @@ def visual_comparison(
     return out
 
 
+def codebook_usage(model: str, device: str, images: dict[str, np.ndarray]) -> list[dict]:
+    """Per stage: fraction of the codebook used over all images, and the entropy of its histogram."""
+    loaded = load_image_model(model, codec.pick_device(device))
+    counts = [np.zeros(k, dtype=np.int64) for k in loaded.vqvae.cfg.codebook_sizes]
+    for pixels in images.values():
+        for chunk in codec.encode_indices(loaded, pixels, loaded.num_stages):
+            for s, grid in enumerate(chunk):
+                counts[s] += np.bincount(grid.flatten().numpy(), minlength=len(counts[s]))
+    rows = []
+    for s, c in enumerate(counts):
+        p = c[c > 0] / c.sum()
+        rows.append(
+            {
+                "stage": s + 1,
+                "codes": len(c),
+                "used_fraction": float((c > 0).mean()),
+                "entropy_bits": float(abs(-(p * np.log2(p)).sum())),
+                "raw_bits": float(np.log2(len(c))),
+            }
+        )
+    return rows
+
+
 def bench_images(
     folder: Path,
     out_dir: Path,
@@ -307,6 +330,7 @@ def bench_images(
         "images": len(images),
         "bd_rate_vs_baselines": table,
         "vqcodec": {k: results[0]["results"][k] for k in ("quality", "bpp", "psnr-rgb", "ms-ssim-rgb")},
+        "codebook_usage": codebook_usage(model, device, images),
         "environment": environment(),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
