@@ -268,7 +268,11 @@ def train_prior(
             prior.calibrate(grids[:16].long())
             prior.quantized = True
             for g in optimizer.param_groups:
-                g["lr"] = lr / 4
+                g["lr"] = lr / 10
+        if not prior.quantized:  # linear decay to a tenth over the float phase
+            progress = (time.time() - t_start) / max(t_qat - t_start, 1e-9)
+            for g in optimizer.param_groups:
+                g["lr"] = lr * (1 - 0.9 * min(progress, 1.0))
         pick = torch.randint(0, grids.shape[0], (batch,), generator=gen)
         sub = grids[pick].long()
         loss = 0.0
@@ -332,6 +336,7 @@ def train_image_model(
     save_image_model(out, name, vqvae, prior.to_integer(), meta)
     card = {
         **meta,
+        "net": asdict(vqvae.cfg),
         "hardware": f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}",
         "prior_report": report,
         "vqvae_curve": log[:: max(1, len(log) // 200)],
