@@ -6,6 +6,7 @@ input, 4 corrupt .vqc file, 5 model not installed, 130 interrupted.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -14,9 +15,11 @@ import warnings
 from pathlib import Path
 
 import click
+from PIL import Image
 
 from vqcodec import codec, container
-from vqcodec.errors import UsageError, VqcodecError
+from vqcodec.errors import BadInputError, UsageError, VqcodecError
+from vqcodec.media import load_image
 from vqcodec.registry import DEFAULT_IMAGE_MODEL
 
 IMAGE_OUTPUT_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
@@ -72,27 +75,59 @@ def main() -> None:
     """vqcodec: a learned image codec (VQ-VAE + integer-exact prior + range coding)."""
 
 
+STDIO = Path("-")
+
+
+def _emit(out: Path, data: bytes, force: bool, src: Path) -> None:
+    """Write `data` to `out` (atomically), or to standard output for '-'."""
+    if out == STDIO:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    _check_output(src, out, force)
+    _write_atomic(out, lambda f: f.write(data))
+
+
 @main.command()
-@click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output .vqc file.")
+@click.argument("src", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Output .vqc file ('-': standard output).",
+)
 @click.option("-q", "--quality", type=int, default=codec.DEFAULT_QUALITY, show_default=True, help="1 = smallest file.")
 @click.option("-m", "--model", default=DEFAULT_IMAGE_MODEL, show_default=True, help="Model name or .safetensors path.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 def compress(src: Path, output: Path | None, quality: int, model: str, device: str, force: bool) -> None:
-    """Compress an image (PNG, JPEG, WebP, TIFF, BMP, ...) into a .vqc file."""
-    out = output or src.with_suffix(".vqc")
-    _check_output(src, out, force)
-    data = codec.compress(src, quality=quality, model=model, device=device)
-    _write_atomic(out, lambda f: f.write(data))
+    """Compress an image (PNG, JPEG, WebP, TIFF, BMP, ...) into a .vqc file ('-': standard input)."""
+    out = output or (STDIO if src == STDIO else src.with_suffix(".vqc"))
+    if out != STDIO:
+        _check_output(src, out, force)
+    if src == STDIO:
+        try:
+            image = load_image(Image.open(io.BytesIO(sys.stdin.buffer.read())))
+        except OSError as e:
+            raise BadInputError(f"standard input is not a readable image ({e})") from None
+    else:
+        image = load_image(src)
+    data = codec.compress(image, quality=quality, model=model, device=device)
+    _emit(out, data, force, src)
     header = codec.read_header(data)
     bpp = len(data) * 8 / (header.width * header.height)
-    click.echo(f"{src} -> {out}: {header.width}x{header.height}, quality {quality}, {len(data):,} bytes, {bpp:.4f} bpp")
+    summary = f"{src} -> {out}: {header.width}x{header.height}, quality {quality}, {len(data):,} bytes, {bpp:.4f} bpp"
+    click.echo(summary, err=out == STDIO)
 
 
 @main.command()
-@click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output image (default PNG).")
+@click.argument("src", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Output image, by its extension (default PNG; '-': PNG on standard output).",
+)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option(
@@ -102,28 +137,31 @@ def compress(src: Path, output: Path | None, quality: int, model: str, device: s
 )
 def decompress(src: Path, output: Path | None, device: str, force: bool, compare: Path | None) -> None:
     """Decode a .vqc file into an image (PNG by default, beside the input as NAME.vqc.png)."""
-    out = output or src.with_name(src.name + ".png")
-    suffix = out.suffix.lower()
+    out = output or (STDIO if src == STDIO else src.with_name(src.name + ".png"))
+    suffix = ".png" if out == STDIO else out.suffix.lower()
     if suffix not in IMAGE_OUTPUT_SUFFIXES:
         raise UsageError(f"cannot write '{suffix}' images: use one of {', '.join(sorted(IMAGE_OUTPUT_SUFFIXES))}")
-    _check_output(src, out, force)
-    image = codec.decompress(_read(src), device=device)
+    if out != STDIO:
+        _check_output(src, out, force)
+    coded = _read(src)
+    image = codec.decompress(coded, device=device)
     fmt = {".tif": "TIFF", ".ppm": "PPM"}.get(suffix, suffix[1:].upper())
-    _write_atomic(out, lambda f: image.save(f, format=fmt, **({"lossless": True} if fmt == "WEBP" else {})))
-    click.echo(f"{src} -> {out}: {image.width}x{image.height}")
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    _emit(out, buf.getvalue(), force, src)
+    click.echo(f"{src} -> {out}: {image.width}x{image.height}", err=out == STDIO)
     if compare:
         import numpy as np
 
         from vqcodec.bench import ms_ssim_rgb, psnr_rgb
-        from vqcodec.media import load_image
 
         original = load_image(compare).pixels
         decoded = np.asarray(image.convert("RGB"))
         if original.shape != decoded.shape:
             raise UsageError(f"{compare} is {original.shape[1]}x{original.shape[0]}, not the decoded size")
-        bpp = src.stat().st_size * 8 / (image.width * image.height)
+        bpp = len(coded) * 8 / (image.width * image.height)
         msssim = f", MS-SSIM {ms_ssim_rgb(original, decoded):.4f}" if min(original.shape[:2]) > 160 else ""
-        click.echo(f"{bpp:.4f} bpp, PSNR {psnr_rgb(original, decoded):.2f} dB{msssim}")
+        click.echo(f"{bpp:.4f} bpp, PSNR {psnr_rgb(original, decoded):.2f} dB{msssim}", err=out == STDIO)
 
 
 @main.command()
@@ -257,6 +295,8 @@ def bench_image(
 
 
 def _read(path: Path) -> bytes:
+    if path == STDIO:
+        return sys.stdin.buffer.read()
     try:
         return path.read_bytes()
     except FileNotFoundError:

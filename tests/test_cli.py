@@ -61,3 +61,14 @@ def test_exit_statuses(tmp_path, photo):
     result = runner.invoke(main, ["compress", str(src), "-m", "tiny", "-q", "7"])
     assert result.exit_code == 2 and "1..3" in result.output
     assert runner.invoke(main, ["compress", str(src), "-m", "absent"]).exit_code == 5
+
+
+def test_standard_input_and_output(tmp_path, photo):
+    src = _write_photo(tmp_path / "photo.png", photo)
+    runner = CliRunner()
+    coded = runner.invoke(main, ["compress", "-", "-m", "tiny", "-q", "1"], input=src.read_bytes())
+    assert coded.exit_code == 0
+    assert coded.stdout_bytes[:3] == b"VQC"
+    decoded = runner.invoke(main, ["decompress", "-"], input=coded.stdout_bytes)
+    assert decoded.exit_code == 0 and decoded.stdout_bytes[:8] == b"\x89PNG\r\n\x1a\n"
+    assert runner.invoke(main, ["compress", "-", "-m", "tiny"], input=b"not an image").exit_code == 3

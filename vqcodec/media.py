@@ -18,7 +18,6 @@ from PIL import Image, ImageOps
 
 from .errors import BadInputError
 
-ImageLike = str | Path | Image.Image | np.ndarray
 # Pillow's decompression-bomb guard, raised to what the codec itself accepts by default.
 Image.MAX_IMAGE_PIXELS = 400_000_000
 
@@ -36,6 +35,9 @@ class RGBImage:
     pixels: np.ndarray  # [H, W, 3] uint8
     gray: bool = False
     alpha_dropped: bool = False
+
+
+ImageLike = str | Path | Image.Image | np.ndarray | RGBImage
 
 
 def _from_pil(im: Image.Image) -> RGBImage:
@@ -76,6 +78,8 @@ def _from_array(arr: np.ndarray) -> RGBImage:
 
 def load_image(source: ImageLike) -> RGBImage:
     """Read a path, PIL image or numpy array; raises BadInputError with a one-line reason."""
+    if isinstance(source, RGBImage):
+        return source
     if isinstance(source, np.ndarray):
         image = _from_array(source)
     elif isinstance(source, Image.Image):
