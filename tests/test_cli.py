@@ -72,3 +72,36 @@ def test_standard_input_and_output(tmp_path, photo):
     decoded = runner.invoke(main, ["decompress", "-"], input=coded.stdout_bytes)
     assert decoded.exit_code == 0 and decoded.stdout_bytes[:8] == b"\x89PNG\r\n\x1a\n"
     assert runner.invoke(main, ["compress", "-", "-m", "tiny"], input=b"not an image").exit_code == 3
+
+
+def test_interrupted_write_leaves_no_file(tmp_path, photo, monkeypatch):
+    src = _write_photo(tmp_path / "photo.png", photo)
+
+    def interrupted(pixels, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("vqcodec.codec.compress", interrupted)
+    result = CliRunner().invoke(main, ["compress", str(src), "-m", "tiny"])
+    assert result.exit_code == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+
+
+def test_cuda_without_a_gpu_is_a_usage_error(tmp_path, photo, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    src = _write_photo(tmp_path / "photo.png", photo)
+    result = CliRunner().invoke(main, ["compress", str(src), "-m", "tiny", "--device", "cuda"])
+    assert result.exit_code == 2 and "no CUDA GPU" in result.output
+
+
+def test_atomic_write_removes_its_partial_file(tmp_path):
+    import pytest
+
+    from cli.main import _write_atomic
+
+    def write_then_die(f):
+        f.write(b"half a file")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _write_atomic(tmp_path / "out.vqc", write_then_die)
+    assert list(tmp_path.iterdir()) == []
