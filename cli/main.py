@@ -256,7 +256,7 @@ def bench() -> None:
 @click.option("-q", "--quality", "qualities", type=int, multiple=True, help="vqcodec levels [default: all].")
 @click.option("--baseline", "baselines", multiple=True, help="Only these baselines (JPEG, WebP, AVIF, 'JPEG XL').")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--large", is_flag=True, help="Also time 6 MP and 24 MP photos and record peak memory.")
+@click.option("--large", is_flag=True, help="Also time 1.5, 6 and 24 MP photos and record peak memory.")
 def bench_image(
     folder: Path,
     output: Path,
@@ -284,7 +284,7 @@ def bench_image(
         )
     if large:
         source = list_images(folder)[0]
-        rows = bench_large(source, [(3000, 2000), (6000, 4000)], max(qualities or (4,)), model, device)
+        rows = bench_large(source, [(1500, 1000), (3000, 2000), (6000, 4000)], max(qualities or (4,)), model, device)
         (output / "large.json").write_text(json.dumps(rows, indent=1))
         for r in rows:
             click.echo(
