@@ -256,7 +256,6 @@ def bench() -> None:
 @click.option("-q", "--quality", "qualities", type=int, multiple=True, help="vqcodec levels [default: all].")
 @click.option("--baseline", "baselines", multiple=True, help="Only these baselines (JPEG, WebP, AVIF, 'JPEG XL').")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--large", is_flag=True, help="Also time 1.5, 6 and 24 MP photos and record peak memory.")
 def bench_image(
     folder: Path,
     output: Path,
@@ -264,34 +263,49 @@ def bench_image(
     qualities: tuple[int, ...],
     baselines: tuple[str, ...],
     device: str,
-    large: bool,
 ) -> None:
     """Every image in FOLDER with vqcodec at each quality and the baselines over their range."""
-    from vqcodec.bench import bench_images, bench_large
-    from vqcodec.media import list_images
+    from vqcodec.bench import bench_images
 
     summary = bench_images(
         folder, output, model, device, list(qualities) or None, list(baselines) or None, progress=sys.stderr.isatty()
     )
+
+    def fmt(v):
+        return "no overlap" if v is None else f"{v:+.1f} %"
+
     for row in summary["bd_rate_vs_baselines"]:
-
-        def fmt(v):
-            return "no overlap" if v is None else f"{v:+.1f} %"
-
         click.echo(
             f"BD-rate vs {row['baseline']:>8}: PSNR {fmt(row['bd_rate_psnr_percent'])}, "
             f"MS-SSIM {fmt(row['bd_rate_ms_ssim_percent'])}"
         )
-    if large:
-        source = list_images(folder)[0]
-        rows = bench_large(source, [(1500, 1000), (3000, 2000), (6000, 4000)], max(qualities or (4,)), model, device)
-        (output / "large.json").write_text(json.dumps(rows, indent=1))
-        for r in rows:
-            click.echo(
-                f"{r['width']}x{r['height']}: encode {r['encode_s']:.1f} s, decode {r['decode_s']:.1f} s, "
-                f"peak memory {r['peak_rss_mb']:.0f} MB"
-            )
     click.echo(f"results in {output}")
+
+
+@bench.command("large")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("results/large.json"),
+    show_default=True,
+)
+@click.option("-m", "--model", default=DEFAULT_IMAGE_MODEL, show_default=True)
+@click.option("-q", "--quality", type=int, default=codec.DEFAULT_QUALITY, show_default=True)
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+def bench_large_cmd(source: Path, output: Path, model: str, quality: int, device: str) -> None:
+    """Time and peak memory of 1.5, 6 and 24 megapixel photos made by resizing SOURCE."""
+    from vqcodec.bench import bench_large
+
+    rows = bench_large(source, [(1500, 1000), (3000, 2000), (6000, 4000)], quality, model, device)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(rows, indent=1))
+    for r in rows:
+        click.echo(
+            f"{r['width']}x{r['height']}: encode {r['encode_s']:.1f} s, decode {r['decode_s']:.1f} s, "
+            f"peak memory {r['peak_rss_mb']:.0f} MB"
+        )
 
 
 def _read(path: Path) -> bytes:
