@@ -43,7 +43,16 @@ def test_train_resume_export(tmp_path, monkeypatch):
         assert abs(exact - qat) < 0.02 * qat + 0.01
 
     out = tmp_path / "models" / "mine.safetensors"
-    save_image_model(out, "mine", vqvae, prior.to_integer(), {"prior": asdict(cfg)})
+    save_image_model(out, "mine", vqvae, prior.to_integer(), {"prior": asdict(cfg), "vqvae_steps": n})
     coded = vqcodec.compress(paths[0], quality=3, model=str(out))
     monkeypatch.setenv("VQCODEC_MODELS", str(out.parent))
     assert vqcodec.decompress(coded).size == (270, 260)
+
+    # With the cache gone, training resumes from the compact shipped weights alone.
+    shipped = vqvae.quantizer.codebook(0).clone()
+    cache2 = tmp_path / "cache2"
+    train_vqvae(paths, cache2, minutes=0.02, batch=2, cfg=TINY_NET, log_every=1, init_weights=out)
+    resumed, n2 = load_vqvae(cache2)
+    assert n2 > n
+    change = (resumed.quantizer.codebook(0) - shipped).norm() / shipped.norm()
+    assert change < 0.5

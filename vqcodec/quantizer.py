@@ -107,6 +107,15 @@ class ResidualVQ(nn.Module):
         return quantized, indices, commit, usage
 
     @torch.no_grad()
+    def restart_statistics(self) -> None:
+        """EMA statistics consistent with the current codebooks (when resuming from shipped
+        weights, which hold the codebooks but not the training-only statistics)."""
+        for s in range(self.num_stages):
+            getattr(self, f"ema_count_{s}").fill_(1.0)
+            getattr(self, f"ema_sum_{s}").copy_(self.codebook(s))
+        self.initialised.fill_(True)
+
+    @torch.no_grad()
     def _kmeans_init(self, flat: torch.Tensor) -> None:
         residual = flat
         for s, k in enumerate(self.codebook_sizes):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import signal
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +24,7 @@ from .model import ImageVQVAE
 from .nets import ImageNetConfig
 from .prior import NUM_PASSES, IntegerPrior, PriorConfig, PriorNet, pass_map
 from .registry import save_image_model
+from .training import StopFlag, train_loop
 from .weights import load_tensors, load_training_state, save_training_state
 
 # 128x128 crops are too small for five MS-SSIM scales with the usual 11-pixel window: use 7.
@@ -70,18 +70,6 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
-class StopFlag:
-    """Set by SIGTERM/SIGINT so the loop saves its state before exiting."""
-
-    def __init__(self):
-        self.stop = False
-        signal.signal(signal.SIGTERM, self._set)
-        signal.signal(signal.SIGINT, self._set)
-
-    def _set(self, *_):
-        self.stop = True
-
-
 def train_vqvae(
     data: list[Path],
     cache: Path,
@@ -112,56 +100,47 @@ def train_vqvae(
         print(f"resumed from {state_path} at step {step}")
     elif init_weights is not None:
         tensors, meta = load_tensors(init_weights)
-        model.load_state_dict({k[7:]: v.float() for k, v in tensors.items() if k.startswith("vqvae.")}, strict=False)
-        model.quantizer.initialised.fill_(True)
+        model.load_state_dict({k[6:]: v.float() for k, v in tensors.items() if k.startswith("vqvae.")}, strict=False)
+        model.quantizer.restart_statistics()
         step = meta.get("vqvae_steps", 0)
         print(f"started from shipped weights {init_weights} (step {step}, fresh optimizer)")
     sampler = CropSampler(data, crop, seed=step)
     torch.manual_seed(step)
-    stop = StopFlag()
-    model.train()
-    t_end = time.time() + minutes * 60
-    t_save = time.time() + save_every_s
-    t_log, seen = time.time(), 0
     levels = model.num_stages
-    while time.time() < t_end and not stop.stop:
+
+    def next_loss():
         images = sampler.sample(batch)
         stages = torch.randint(1, levels + 1, (batch,))
         stages[torch.rand(batch) < full_rate_prob] = levels
         recon, _, commit, usage = model(images, stages)
-        mse = F.mse_loss(recon, images)
         msssim = ms_ssim(recon.clamp(0, 1), images, data_range=1.0, win_size=MSSSIM_WINDOW)
-        loss = mse + msssim_weight * (1 - msssim) + commit_weight * commit
-        for g in optimizer.param_groups:
-            g["lr"] = lr * min(1.0, (step + 1) / 200)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        step += 1
-        seen += batch
-        if step % log_every == 0:
-            with torch.no_grad():
-                full = stages == levels
-                rec = {
-                    "step": step,
-                    "time": time.time(),
-                    "loss": loss.item(),
-                    "psnr_full_rate": psnr(recon[full], images[full]) if full.any() else None,
-                    "ms_ssim": msssim.item(),
-                    "commit": commit.item(),
-                    "code_usage": [round(u, 3) for u in usage],
-                    "crops_per_s": seen / (time.time() - t_log),
-                }
-            t_log, seen = time.time(), 0
-            with open(log_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            print(json.dumps(rec), flush=True)
-        if time.time() > t_save:
-            save_training_state(state_path, model, optimizer, {"step": step, "config": asdict(cfg)})
-            t_save = time.time() + save_every_s
-    save_training_state(state_path, model, optimizer, {"step": step, "config": asdict(cfg)})
-    print(f"saved {state_path} at step {step}")
+        loss = F.mse_loss(recon, images) + msssim_weight * (1 - msssim) + commit_weight * commit
+        full = stages == levels
+
+        def log_values():
+            return {
+                "psnr_full_rate": psnr(recon[full], images[full]) if full.any() else None,
+                "ms_ssim": msssim.item(),
+                "commit": commit.item(),
+                "code_usage": [round(u, 3) for u in usage],
+            }
+
+        return loss, log_values
+
+    meta = {"config": asdict(cfg)}
+    train_loop(
+        model,
+        optimizer,
+        step,
+        next_loss,
+        state_path,
+        log_path,
+        meta,
+        minutes,
+        lr,
+        log_every=log_every,
+        save_every_s=save_every_s,
+    )
     return state_path
 
 
