@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .nets import Decoder, Encoder, ImageNetConfig
+from .nets_audio import AudioDecoder, AudioEncoder, AudioNetConfig
 from .quantizer import ResidualVQ
 
 
@@ -26,3 +27,23 @@ class ImageVQVAE(nn.Module):
         latents = self.encoder(images - 0.5)
         quantized, indices, commit, usage = self.quantizer(latents, stages_per_sample)
         return self.decoder(quantized) + 0.5, indices, commit, usage
+
+
+class AudioVQVAE(nn.Module):
+    """Waveform [B, 1, N] -> latents [B, D, 1, N/hop] -> residual VQ -> decoder."""
+
+    def __init__(self, cfg: AudioNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = AudioEncoder(cfg)
+        self.quantizer = ResidualVQ(cfg.latent_dim, cfg.codebook_sizes)
+        self.decoder = AudioDecoder(cfg)
+
+    @property
+    def num_stages(self) -> int:
+        return self.quantizer.num_stages
+
+    def forward(self, wave: torch.Tensor, stages_per_sample: torch.Tensor):
+        latents = self.encoder(wave)
+        quantized, indices, commit, usage = self.quantizer(latents, stages_per_sample)
+        return self.decoder(quantized), indices, commit, usage

@@ -1,0 +1,50 @@
+"""Audio groundwork: reading and resampling audio, and a few steps of the audio VQ-VAE."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile
+
+from vqcodec.errors import BadInputError
+from vqcodec.media_audio import load_audio
+from vqcodec.nets_audio import AudioNetConfig
+from vqcodec.train_audio import SegmentSampler, train_audio_vqvae
+
+TINY_AUDIO = AudioNetConfig(base_width=4, strides=(2, 4), latent_dim=4, codebook_sizes=(8, 8))
+
+
+def _tone(path, rate=16000, seconds=1.0, channels=1):
+    t = np.arange(int(rate * seconds)) / rate
+    wave = 0.3 * np.sin(2 * np.pi * 440 * t)
+    soundfile.write(path, np.repeat(wave[:, None], channels, 1), rate)
+    return path
+
+
+def test_load_resamples_and_keeps_channels(tmp_path):
+    samples, rate = load_audio(_tone(tmp_path / "a.wav", 16000, 1.0, 2), 24000)
+    assert rate == 24000 and samples.shape == (2, 24000) and samples.dtype == np.float32
+
+
+def test_nan_samples_and_junk_are_refused(tmp_path):
+    bad = tmp_path / "nan.wav"
+    soundfile.write(bad, np.array([0.0, np.nan, 0.1], dtype=np.float32), 8000, subtype="FLOAT")
+    with pytest.raises(BadInputError, match="NaN"):
+        load_audio(bad)
+    junk = tmp_path / "junk.flac"
+    junk.write_bytes(b"not audio")
+    with pytest.raises(BadInputError):
+        load_audio(junk)
+
+
+def test_a_few_training_steps_and_resume(tmp_path):
+    paths = [_tone(tmp_path / f"t{i}.wav", 24000, 0.5 + i) for i in range(2)]
+    sampler = SegmentSampler(paths, 24000, 0.25)
+    batch = sampler.sample(3)
+    assert batch.shape == (3, 1, 6000) and batch.abs().max() <= 10.0
+    cache = tmp_path / "cache"
+    train_audio_vqvae(paths, cache, minutes=0.02, batch=2, seconds=0.1, cfg=TINY_AUDIO, log_every=1)
+    first = len((cache / "vqvae_log.jsonl").read_text().splitlines())
+    train_audio_vqvae(paths, cache, minutes=0.02, batch=2, seconds=0.1, cfg=TINY_AUDIO, log_every=1)
+    lines = (cache / "vqvae_log.jsonl").read_text().splitlines()
+    assert len(lines) > first and f'"step": {first + 1},' in lines[first]
