@@ -91,6 +91,12 @@ Bits per index on held-out training photos, per stage: float prior before quanti
 {tables(results)}
 """
     model.with_suffix(".md").write_text(text)
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    body = readme.read_text()
+    if start in body and end in body:
+        head, rest = body.split(start, 1)
+        readme.write_text(head + start + "\n" + tables(results) + "\n" + end + rest.split(end, 1)[1])
     print(tables(results))
 
 
