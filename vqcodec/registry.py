@@ -19,7 +19,7 @@ from .errors import MissingModelError
 from .model import ImageVQVAE
 from .nets import ImageNetConfig
 from .prior import IntegerPrior, PriorConfig
-from .weights import load_tensors, save_tensors
+from .weights import config_from_dict, load_tensors, save_tensors
 
 DEFAULT_IMAGE_MODEL = "img1"
 # EMA statistics are training state only; the shipped file keeps the codebooks.
@@ -85,8 +85,8 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
 @lru_cache(maxsize=8)
 def _load(path: str, device: str) -> ImageModel:
     tensors, meta = load_tensors(Path(path))
-    net_cfg = ImageNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["net"].items()})
-    prior_cfg = PriorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["prior"].items()})
+    net_cfg = config_from_dict(ImageNetConfig, meta["net"])
+    prior_cfg = config_from_dict(PriorConfig, meta["prior"])
     vqvae = ImageVQVAE(net_cfg)
     weights = {k[6:]: v.float() if v.is_floating_point() else v for k, v in tensors.items() if k.startswith("vqvae.")}
     missing, unexpected = vqvae.load_state_dict(weights, strict=False)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .media_audio import list_audio, load_audio
 from .model import AudioVQVAE
 from .nets_audio import AudioNetConfig
-from .training import train_loop
+from .training import stages_per_sample, train_loop
 from .weights import load_training_state
 
 DEBIAN_AUDIO_PACKAGES = ("wesnoth-1.16-music", "warzone2100-music", "ktuberling-data")
@@ -118,8 +118,7 @@ def train_audio_vqvae(
 
     def next_loss():
         wave = sampler.sample(batch)
-        stages = torch.randint(1, levels + 1, (batch,))
-        stages[torch.rand(batch) < full_rate_prob] = levels
+        stages = stages_per_sample(batch, levels, full_rate_prob)
         recon, _, commit, usage = model(wave, stages)
         spectral = stft_loss(recon, wave)
         loss = F.l1_loss(recon, wave) + spectral + commit_weight * commit

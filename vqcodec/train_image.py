@@ -24,8 +24,8 @@ from .model import ImageVQVAE
 from .nets import ImageNetConfig
 from .prior import NUM_PASSES, IntegerPrior, PriorConfig, PriorNet, pass_map
 from .registry import save_image_model
-from .training import StopFlag, train_loop
-from .weights import load_tensors, load_training_state, save_training_state
+from .training import StopFlag, stages_per_sample, train_loop
+from .weights import config_from_dict, load_tensors, load_training_state, save_training_state
 
 # 128x128 crops are too small for five MS-SSIM scales with the usual 11-pixel window: use 7.
 MSSSIM_WINDOW = 7
@@ -110,8 +110,7 @@ def train_vqvae(
 
     def next_loss():
         images = sampler.sample(batch)
-        stages = torch.randint(1, levels + 1, (batch,))
-        stages[torch.rand(batch) < full_rate_prob] = levels
+        stages = stages_per_sample(batch, levels, full_rate_prob)
         recon, _, commit, usage = model(images, stages)
         msssim = ms_ssim(recon.clamp(0, 1), images, data_range=1.0, win_size=MSSSIM_WINDOW)
         loss = F.mse_loss(recon, images) + msssim_weight * (1 - msssim) + commit_weight * commit
@@ -149,14 +148,14 @@ def load_vqvae(cache: Path, init_weights: Path | None = None) -> tuple[ImageVQVA
     state_path = cache / "vqvae_state.safetensors"
     if state_path.exists():
         tensors, meta = load_tensors(state_path)
-        cfg = ImageNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
+        cfg = config_from_dict(ImageNetConfig, meta["config"])
         model = ImageVQVAE(cfg)
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         return model.eval(), meta["step"]
     if init_weights is None:
         raise FileNotFoundError(f"no VQ-VAE training state in {cache} and no weights given")
     tensors, meta = load_tensors(init_weights)
-    cfg = ImageNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["net"].items()})
+    cfg = config_from_dict(ImageNetConfig, meta["net"])
     model = ImageVQVAE(cfg)
     model.load_state_dict({k[6:]: v.float() for k, v in tensors.items() if k.startswith("vqvae.")}, strict=False)
     return model.eval(), meta.get("vqvae_steps", 0)

@@ -72,3 +72,11 @@ def train_loop(
     save_training_state(state_path, model, optimizer, {**meta, "step": step})
     print(f"saved {state_path} at step {step}")
     return step
+
+
+def stages_per_sample(batch: int, levels: int, full_rate_prob: float) -> torch.Tensor:
+    """Quantizer dropout: each sample is reconstructed from its first n stages, n = all stages
+    with probability `full_rate_prob`, else uniform in 1..levels (so every rate is trained)."""
+    stages = torch.randint(1, levels + 1, (batch,))
+    stages[torch.rand(batch) < full_rate_prob] = levels
+    return stages

@@ -28,6 +28,11 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, meta
 
 
+def config_from_dict(cls, values: dict):
+    """A frozen config dataclass from its JSON form (lists back to tuples)."""
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
 def save_training_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: dict) -> None:
     """Model buffers and parameters plus Adam moments, so training resumes where it stopped."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
