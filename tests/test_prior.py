@@ -139,3 +139,22 @@ def test_encode_and_decode_with_different_thread_counts(tmp_path, enc_threads, d
     encoded = json.loads(_run(enc_threads, "encode", path))
     decoded = json.loads(_run(dec_threads, "decode", path))
     assert decoded == encoded
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_and_cpu_priors_agree_bit_for_bit():
+    from vqcodec import codec
+
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    for q in (1, 3):
+        on_gpu = codec.compress(img, quality=q, model="tiny", device="cuda")
+        _, _, indices = codec.decode_indices(on_gpu, device="cpu")
+        on_cpu = codec.compress(img, quality=q, model="tiny", device="cpu")
+        _, _, back = codec.decode_indices(on_cpu, device="cuda")
+        assert indices.shape == back.shape
+    grid = torch.stack([torch.randint(0, k, (1, 9, 13)) for k in TINY_NET.codebook_sizes], 1)
+    cpu, gpu = load_image_model("tiny", "cpu").prior, load_image_model("tiny", "cuda").prior
+    for stage in range(3):
+        for pass_ in range(4):
+            assert np.array_equal(cpu.pmf(grid, stage, pass_), gpu.pmf(grid, stage, pass_))
