@@ -221,9 +221,16 @@ def train() -> None:
 )
 @click.option("--vqvae-minutes", type=float, default=60, show_default=True)
 @click.option("--prior-minutes", type=float, default=20, show_default=True)
+@click.option("--lr", type=float, default=4e-4, show_default=True, help="VQ-VAE learning rate (lower it to anneal).")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch.")
 def train_image(
-    data: Path, out: Path, cache: Path | None, vqvae_minutes: float, prior_minutes: float, threads: int | None
+    data: Path,
+    out: Path,
+    cache: Path | None,
+    vqvae_minutes: float,
+    prior_minutes: float,
+    lr: float,
+    threads: int | None,
 ) -> None:
     """Resume the VQ-VAE from its cached state (or from OUT), train the prior, export OUT."""
     import torch
@@ -233,8 +240,11 @@ def train_image(
     if threads:
         torch.set_num_threads(threads)
     cache = cache or Path.home() / ".cache" / "vqcodec" / out.stem
-    card = train_image_model(data, out, cache, vqvae_minutes, prior_minutes, name=out.stem)
-    click.echo(f"wrote {out} (VQ-VAE {card['vqvae_steps']} steps, prior {card['prior_steps']} steps)")
+    card = train_image_model(data, out, cache, vqvae_minutes, prior_minutes, name=out.stem, lr=lr)
+    if card["prior_steps"]:
+        click.echo(f"wrote {out} (VQ-VAE {card['vqvae_steps']} steps, prior {card['prior_steps']} steps)")
+    else:
+        click.echo(f"VQ-VAE at step {card['vqvae_steps']} (state in {cache}); no prior trained, nothing exported")
 
 
 @main.group()

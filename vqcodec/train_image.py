@@ -289,8 +289,10 @@ def train_image_model(
     vqvae_minutes: float,
     prior_minutes: float,
     name: str = "img1",
+    lr: float = 4e-4,
 ) -> dict:
-    """Rebuild a shipped image model: resume the VQ-VAE, train the prior, export both.
+    """Rebuild a shipped image model: resume the VQ-VAE, train the prior, export both
+    (with `prior_minutes` <= 0, only the VQ-VAE trains and nothing is exported).
 
     The export is `out` (fp16 VQ-VAE + integer prior, safetensors) and `out` with suffix
     .json (training report: steps, data, hardware, bits per index of float and integer prior).
@@ -300,8 +302,10 @@ def train_image_model(
         raise FileNotFoundError(f"no training images under {data}")
     init = out if out.exists() else None
     if vqvae_minutes > 0:
-        train_vqvae(paths, cache, vqvae_minutes, init_weights=init)
+        train_vqvae(paths, cache, vqvae_minutes, batch=8, lr=lr, init_weights=init)
     vqvae, vqvae_steps = load_vqvae(cache, init)
+    if prior_minutes <= 0:  # VQ-VAE only: nothing is exported
+        return {"vqvae_steps": vqvae_steps, "prior_steps": 0}
     prior, report = train_prior(vqvae, paths, cache, prior_minutes)
     log = [json.loads(line) for line in open(cache / "vqvae_log.jsonl")] if (cache / "vqvae_log.jsonl").exists() else []
     meta = {
