@@ -81,7 +81,8 @@ Image codec model of vqcodec: VQ-VAE with a residual quantizer and an integer-ex
 - Prior: {card["prior_steps"]} steps of batch 32 index grids (32x32) from 256x256 crops, float then
   fake-quantized (last 30 %).
 - Hardware: {card["hardware"]}; the curve is in `{model.stem}.json` (`vqvae_curve`).
-- Rebuild (about 2 hours on 2 CPU cores; 5,630 VQ-VAE steps in the first run here, which shared the CPU with other work): `vqcodec train image --data ../shared/data/images/train
+- Rebuild (about 2 hours on 2 CPU cores; the first run made 5,630 VQ-VAE steps here, sharing the
+  CPU with other work): `vqcodec train image --data ../shared/data/images/train
   --out models/{model.stem}.safetensors --vqvae-minutes 80 --prior-minutes 0`,
   then the same with `--vqvae-minutes 19 --lr 1.2e-4 --prior-minutes 18`.
   Running either again continues training from the cached state (or from the shipped weights).
