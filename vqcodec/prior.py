@@ -280,4 +280,6 @@ class IntegerPrior:
         weights = self.t["lut"][drop]
         # Integer weights and an integer sum, then one correctly rounded division: identical
         # float64 probabilities everywhere.
-        return (weights.double() / weights.sum(1, keepdim=True).double()).cpu().numpy()
+        probs = (weights.double() / weights.sum(1, keepdim=True).double()).cpu().numpy()
+        # C order matters: constriction reads the buffer row by row, whatever the strides say.
+        return np.ascontiguousarray(probs)
