@@ -108,3 +108,20 @@ def test_bad_media_input(tmp_path):
         vqcodec.compress(text, model="tiny")
     with pytest.raises(BadInputError):
         vqcodec.compress(np.zeros((4, 4, 2), np.uint8), model="tiny")
+
+
+def test_coded_size_matches_the_priors_information_content():
+    """The range coder must code with the prior's probabilities: size within 1 % + 2 words."""
+    from vqcodec.prior import pass_map
+
+    prior = load_image_model("tiny").prior
+    indices = torch.stack([torch.randint(0, k, (24, 20)) for k in TINY_NET.codebook_sizes])
+    grid = indices[None].clone()
+    ideal = 0.0
+    for stage in range(3):
+        for pass_ in range(4):
+            probs = prior.pmf(grid, stage, pass_)
+            symbols = indices[stage][pass_map(24, 20) == pass_].numpy()
+            ideal -= np.log2(probs[np.arange(len(symbols)), symbols]).sum()
+    coded_bits = len(encode_grid(indices, prior)) * 8
+    assert ideal <= coded_bits <= ideal * 1.01 + 64
