@@ -95,6 +95,7 @@ def test_pmf_rows_are_normalised_and_cover_every_symbol():
             probs = prior.pmf(grid, stage, pass_)
             assert probs.shape == (int((pass_map(7, 5) == pass_).sum()), k)
             assert np.allclose(probs.sum(1), 1.0) and (probs > 0).all()
+            assert probs.flags.c_contiguous  # constriction reads the buffer in C order
 
 
 WORKER = r"""
