@@ -19,6 +19,11 @@ SAMPLE = ROOT / "examples" / "parrots.png"
 pytestmark = pytest.mark.skipif(not MODEL.exists(), reason="shipped model not present")
 
 
+@pytest.fixture(autouse=True)
+def _shipped_models(monkeypatch):
+    monkeypatch.setenv("VQCODEC_MODELS", str(MODEL.parent))
+
+
 def test_rate_and_quality_rise_with_level():
     original = load_image(SAMPLE).pixels
     points = []
