@@ -114,9 +114,9 @@ def compress(src: Path, output: Path | None, quality: int, model: str, device: s
         image = load_image(src)
     data = codec.compress(image, quality=quality, model=model, device=device)
     _emit(out, data, force, src)
-    header = codec.read_header(data)
-    bpp = len(data) * 8 / (header.width * header.height)
-    summary = f"{src} -> {out}: {header.width}x{header.height}, quality {quality}, {len(data):,} bytes, {bpp:.4f} bpp"
+    height, width = image.pixels.shape[:2]  # no need to parse the file just made
+    bpp = len(data) * 8 / (width * height)
+    summary = f"{src} -> {out}: {width}x{height}, quality {quality}, {len(data):,} bytes, {bpp:.4f} bpp"
     click.echo(summary, err=out == STDIO)
 
 

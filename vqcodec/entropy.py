@@ -29,10 +29,11 @@ def encode_grid(indices: torch.Tensor, prior: IntegerPrior) -> bytes:
     encoder = constriction.stream.queue.RangeEncoder()
     for stage in range(q):
         for pass_ in range(NUM_PASSES):
-            if not (passes == pass_).any():
+            at = passes == pass_
+            if not at.any():
                 continue
             probs = prior.pmf(grid, stage, pass_)
-            symbols = indices[stage][passes == pass_].numpy().astype(np.int32)
+            symbols = indices[stage][at].numpy().astype(np.int32)
             encoder.encode(symbols, _FAMILY, probs)
     return encoder.get_compressed().astype("<u4").tobytes()
 
