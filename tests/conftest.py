@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from vqcodec.model import ImageVQVAE
+from vqcodec.model import AudioVQVAE, ImageVQVAE
 from vqcodec.nets import ImageNetConfig
+from vqcodec.nets_audio import AudioNetConfig
 from vqcodec.prior import PriorConfig, PriorNet
-from vqcodec.registry import save_image_model
+from vqcodec.registry import save_model
 
 TINY_NET = ImageNetConfig(widths=(8, 8, 16), latent_dim=4, blocks=(1, 1, 1), codebook_sizes=(16, 32, 32))
 TINY_PRIOR = PriorConfig(codebook_sizes=TINY_NET.codebook_sizes, embed_dim=4, hidden=16, layers=2)
@@ -24,7 +25,22 @@ def build_tiny_model(path: Path, name: str = "tiny", seed: int = 0) -> Path:
     prior = PriorNet(TINY_PRIOR)
     grids = torch.stack([torch.randint(0, k, (2, 8, 8)) for k in TINY_NET.codebook_sizes], 1)
     prior.calibrate(grids)
-    save_image_model(path, name, vqvae, prior.to_integer(), {"prior": asdict(TINY_PRIOR)})
+    save_model(path, name, vqvae, prior.to_integer(), {"prior": asdict(TINY_PRIOR)})
+    return path
+# 600 index frames per second: a 750-frame segment is 1.25 s, so short clips span segments.
+TINY_AUDIO_NET = AudioNetConfig(base_width=4, strides=(2, 4, 5), latent_dim=4, codebook_sizes=(16,) * 4)
+TINY_AUDIO_PRIOR = PriorConfig(
+    codebook_sizes=TINY_AUDIO_NET.codebook_sizes, embed_dim=4, hidden=16, layers=2, kernel=(1, 3), schedule="1d"
+)
+
+
+def build_tiny_audio_model(path: Path, name: str = "tinyaudio", seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    vqvae = AudioVQVAE(TINY_AUDIO_NET)
+    prior = PriorNet(TINY_AUDIO_PRIOR)
+    grids = torch.stack([torch.randint(0, k, (2, 1, 64)) for k in TINY_AUDIO_NET.codebook_sizes], 1)
+    prior.calibrate(grids)
+    save_model(path, name, vqvae, prior.to_integer(), {"prior": asdict(TINY_AUDIO_PRIOR)})
     return path
 
 
@@ -32,6 +48,7 @@ def build_tiny_model(path: Path, name: str = "tiny", seed: int = 0) -> Path:
 def models_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("models")
     build_tiny_model(folder / "tiny.safetensors")
+    build_tiny_audio_model(folder / "tinyaudio.safetensors")
     return folder
 
 

@@ -9,8 +9,9 @@ from PIL import Image
 
 import vqcodec
 from vqcodec.prior import PriorConfig
-from vqcodec.registry import save_image_model
-from vqcodec.train_image import load_vqvae, train_prior, train_vqvae
+from vqcodec.registry import save_model
+from vqcodec.train_image import index_set, load_vqvae, train_vqvae
+from vqcodec.train_prior import train_prior
 
 from .conftest import TINY_NET
 
@@ -36,14 +37,15 @@ def test_train_resume_export(tmp_path, monkeypatch):
     vqvae, n = load_vqvae(cache)
     assert n == steps[-1]
     cfg = PriorConfig(codebook_sizes=TINY_NET.codebook_sizes, embed_dim=4, hidden=16, layers=2)
-    prior, report = train_prior(vqvae, paths * 7, cache, minutes=0.05, grids_count=8, batch=8, cfg=cfg)
+    grids, val = index_set(vqvae, paths, 8, seed=1), index_set(vqvae, paths, 4, seed=2)
+    prior, report = train_prior(grids, val, cfg, cache, minutes=0.05, batch=8)
     assert len(report["integer_bits_per_index"]) == 3
     # The integer prior costs what the fake-quantized network predicts, to a small tolerance.
     for exact, qat in zip(report["integer_bits_per_index"], report["qat_bits_per_index"], strict=True):
         assert abs(exact - qat) < 0.02 * qat + 0.01
 
     out = tmp_path / "models" / "mine.safetensors"
-    save_image_model(out, "mine", vqvae, prior.to_integer(), {"prior": asdict(cfg), "vqvae_steps": n})
+    save_model(out, "mine", vqvae, prior.to_integer(), {"prior": asdict(cfg), "vqvae_steps": n})
     coded = vqcodec.compress(paths[0], quality=3, model=str(out))
     monkeypatch.setenv("VQCODEC_MODELS", str(out.parent))
     assert vqcodec.decompress(coded).size == (270, 260)

@@ -24,7 +24,7 @@ from .container import CHUNK_LATENTS, DEFAULT_MAX_PIXELS, Header
 from .entropy import decode_grid, encode_grid
 from .errors import CorruptFileError, MissingModelError, UsageError
 from .media import ImageLike, load_image, to_pil
-from .registry import DEFAULT_IMAGE_MODEL, ImageModel, load_image_model
+from .registry import DEFAULT_IMAGE_MODEL, CodecModel, load_image_model
 
 FACTOR = 8
 TILE = CHUNK_LATENTS * FACTOR
@@ -63,7 +63,7 @@ def indices_crc(chunks: list[torch.Tensor]) -> int:
 
 
 @torch.inference_mode()
-def encode_indices(model: ImageModel, pixels: np.ndarray, quality: int) -> list[torch.Tensor]:
+def encode_indices(model: CodecModel, pixels: np.ndarray, quality: int) -> list[torch.Tensor]:
     """Pixels [H, W, 3] uint8 -> one [quality, h, w] index grid per chunk (row-major)."""
     h_px, w_px = pixels.shape[:2]
     hp, wp = -(-h_px // FACTOR) * FACTOR, -(-w_px // FACTOR) * FACTOR
@@ -82,7 +82,7 @@ def encode_indices(model: ImageModel, pixels: np.ndarray, quality: int) -> list[
 
 
 @torch.inference_mode()
-def decode_pixels(model: ImageModel, indices: torch.Tensor, height: int, width: int) -> np.ndarray:
+def decode_pixels(model: CodecModel, indices: torch.Tensor, height: int, width: int) -> np.ndarray:
     """Indices [q, h, w] -> pixels [height, width, 3] uint8, decoded tile by tile."""
     _, h, w = indices.shape
     out = np.empty((h * FACTOR, w * FACTOR, 3), dtype=np.uint8)
@@ -96,7 +96,7 @@ def decode_pixels(model: ImageModel, indices: torch.Tensor, height: int, width: 
     return out[:height, :width]
 
 
-def _check_quality(model: ImageModel, quality: int) -> None:
+def _check_quality(model: CodecModel, quality: int) -> None:
     if not 1 <= quality <= model.num_stages:
         raise UsageError(f"quality must be 1..{model.num_stages} for model {model.name}, not {quality}")
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .errors import CorruptFileError
-from .prior import NUM_PASSES, IntegerPrior, pass_map
+from .prior import NUM_PASSES, IntegerPrior
 
 # perfect=False: the fast (and still exact, deterministic) quantization of the probabilities;
 # encoder and decoder must use the same setting.
@@ -25,7 +25,7 @@ def encode_grid(indices: torch.Tensor, prior: IntegerPrior) -> bytes:
     q, h, w = indices.shape
     grid = torch.zeros(1, prior.cfg.num_stages, h, w, dtype=torch.int64)
     grid[0, :q] = indices
-    passes = pass_map(h, w)
+    passes = prior.pass_map(h, w).cpu()
     encoder = constriction.stream.queue.RangeEncoder()
     for stage in range(q):
         for pass_ in range(NUM_PASSES):
@@ -44,7 +44,7 @@ def decode_grid(data: bytes, prior: IntegerPrior, stages: int, h: int, w: int) -
         raise CorruptFileError("payload length is not a whole number of 32-bit words")
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
     grid = torch.zeros(1, prior.cfg.num_stages, h, w, dtype=torch.int64)
-    passes = pass_map(h, w)
+    passes = prior.pass_map(h, w).cpu()
     try:
         decoder = constriction.stream.queue.RangeDecoder(words)
         for stage in range(stages):

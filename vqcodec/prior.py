@@ -5,9 +5,11 @@ For stage s and pass p of the decoding schedule, the prior sees
   * the indices of stage s already decoded in passes < p,
 and predicts a distribution over the K_s codes of stage s at every position of pass p.
 
-Decoding schedule: each stage is coded in four passes over the 2x2 parity classes of the
-grid, (even, even) -> (odd, odd) -> (even, odd) -> (odd, even), so a grid of any size takes
-4 network calls per stage, and 3/4 of the indices see decoded neighbours on every side.
+Decoding schedule: each stage is coded in four passes, so a grid of any size takes 4 network
+calls per stage. Images ("2x2") go over the 2x2 parity classes of the grid, (even, even) ->
+(odd, odd) -> (even, odd) -> (odd, even): 3/4 of the indices see decoded neighbours on every
+side. Audio grids have one row ("1d"): frames t = 0, 2, 1, 3 (mod 4), so half of the frames
+see both of their neighbours already decoded.
 
 Exactness: the decoder must reproduce the encoder's probabilities bit for bit on any machine.
 Floating-point convolutions do not (summation order changes with threads, SIMD width, GPU
@@ -34,8 +36,9 @@ import torch.nn.functional as F
 from torch import nn
 
 NUM_PASSES = 4
-# pass of a position from its (row % 2, col % 2)
+# "2x2": pass of a position from its (row % 2, col % 2); "1d": pass of a frame from t % 4
 PASS_OF_PARITY = ((0, 2), (3, 1))
+PASS_OF_PHASE = (0, 2, 1, 3)
 ACT_MAX = 127
 EMBED_SCALE = 32  # embeddings are stored as integers = round(value * 32)
 LOGIT_STEPS = 16  # integer logits are in 1/16 nat
@@ -50,7 +53,9 @@ class PriorConfig:
     codebook_sizes: tuple[int, ...]
     embed_dim: int = 8
     hidden: int = 64
-    layers: int = 4  # 3x3 convolutions before the 1x1 per-stage output head
+    layers: int = 4  # convolutions before the 1x1 per-stage output head
+    kernel: tuple[int, int] = (3, 3)  # (rows, columns) of each convolution; (1, k) for audio
+    schedule: str = "2x2"  # the decoding schedule: "2x2" (images) or "1d" (audio)
 
     @property
     def num_stages(self) -> int:
@@ -61,8 +66,13 @@ class PriorConfig:
         return self.num_stages * self.embed_dim + 1
 
 
-def pass_map(h: int, w: int, device=None) -> torch.Tensor:
+def pass_map(h: int, w: int, device=None, schedule: str = "2x2") -> torch.Tensor:
     """[h, w] int64 tensor with the pass (0..3) in which each position is coded."""
+    if schedule == "1d":
+        phase = torch.tensor(PASS_OF_PHASE, device=device)[torch.arange(w, device=device) % 4]
+        return phase[None, :].expand(h, w)
+    if schedule != "2x2":
+        raise ValueError(f"unknown decoding schedule {schedule!r}")
     table = torch.tensor(PASS_OF_PARITY, device=device)
     rows = torch.arange(h, device=device) % 2
     cols = torch.arange(w, device=device) % 2
@@ -93,10 +103,14 @@ class PriorNet(nn.Module):
     def __init__(self, cfg: PriorConfig):
         super().__init__()
         self.cfg = cfg
+        self.padding = (cfg.kernel[0] // 2, cfg.kernel[1] // 2)
         self.embeddings = nn.ParameterList([nn.Parameter(torch.randn(k, cfg.embed_dim)) for k in cfg.codebook_sizes])
         widths = [cfg.in_channels] + [cfg.hidden] * cfg.layers
         self.convs = nn.ModuleList(
-            [nn.Conv2d(widths[i], widths[i + 1], 3, padding=1, bias=i > 0) for i in range(cfg.layers)]
+            [
+                nn.Conv2d(widths[i], widths[i + 1], cfg.kernel, padding=self.padding, bias=i > 0)
+                for i in range(cfg.layers)
+            ]
         )
         self.stage_bias = nn.Parameter(torch.zeros(cfg.num_stages, cfg.hidden))
         self.heads = nn.ModuleList([nn.Conv2d(cfg.hidden, k, 1) for k in cfg.codebook_sizes])
@@ -104,10 +118,13 @@ class PriorNet(nn.Module):
         self.register_buffer("act_scale", torch.ones(cfg.layers))
         self.quantized = False
 
+    def pass_map(self, h: int, w: int, device=None) -> torch.Tensor:
+        return pass_map(h, w, device, self.cfg.schedule)
+
     def inputs(self, indices: torch.Tensor, stage: int, pass_: int) -> torch.Tensor:
         """Input planes [B, C, h, w] for predicting `stage` in `pass_` (indices [B, L, h, w])."""
         b, _, h, w = indices.shape
-        decoded = (pass_map(h, w, indices.device) < pass_).to(torch.float32)
+        decoded = (self.pass_map(h, w, indices.device) < pass_).to(torch.float32)
         planes = []
         for t, table in enumerate(self.embeddings):
             if t > stage:
@@ -129,7 +146,7 @@ class PriorNet(nn.Module):
         for i, conv in enumerate(self.convs):
             if self.quantized:
                 w, scale = quantize_weight(conv.weight)
-                x = F.conv2d(x, w * scale.view(-1, 1, 1, 1), conv.bias, padding=1)
+                x = F.conv2d(x, w * scale.view(-1, 1, 1, 1), conv.bias, padding=self.padding)
             else:
                 x = conv(x)
             if i == 0:
@@ -192,15 +209,15 @@ class PriorNet(nn.Module):
 
 
 def exact_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Convolution ('same' padding) of integer-valued float32 tensors as im2col + matmul.
+    """Convolution ('same' padding, odd kernel) of integer-valued float32 tensors as im2col + matmul.
 
     A plain matrix product only multiplies and adds, so with all partial sums below 2**24 it
     is exact in any order; cuDNN/NNPACK convolutions may use Winograd or FFT transforms, which
     are not exact, so they are avoided here.
     """
     b, c, h, w = x.shape
-    k = weight.shape[-1]
-    cols = F.unfold(x, k, padding=k // 2) if k > 1 else x.reshape(b, c, h * w)
+    kh, kw = weight.shape[-2:]
+    cols = F.unfold(x, (kh, kw), padding=(kh // 2, kw // 2)) if kh * kw > 1 else x.reshape(b, c, h * w)
     out = weight.reshape(weight.shape[0], -1).to(x.dtype) @ cols
     return out.reshape(b, -1, h, w)
 
@@ -222,6 +239,9 @@ class IntegerPrior:
         self._check_bounds()
         # Integer-valued float32 copies of weights and embeddings for the matrix products.
         self.f = {k: v.to(torch.float32) for k, v in self.t.items() if k.endswith("weight") or k.startswith("embed.")}
+
+    def pass_map(self, h: int, w: int) -> torch.Tensor:
+        return pass_map(h, w, self.device, self.cfg.schedule)
 
     def _check_bounds(self) -> None:
         """Refuse a prior whose accumulators could exceed float32's exact-integer range."""
@@ -257,7 +277,7 @@ class IntegerPrior:
 
     def _logits(self, indices: torch.Tensor, stage: int, pass_: int) -> torch.Tensor:
         h, w = indices.shape[-2:]
-        decoded = (pass_map(h, w, self.device) < pass_).to(torch.float32)
+        decoded = (self.pass_map(h, w) < pass_).to(torch.float32)
         x = self._inputs(indices.to(self.device), stage, decoded)
         for i in range(self.cfg.layers):
             acc = exact_conv(x, self.f[f"conv.{i}.weight"])
@@ -274,7 +294,7 @@ class IntegerPrior:
         """
         logits = self.logits(indices, stage, pass_)[0]  # [K, h, w]
         h, w = logits.shape[-2:]
-        at = pass_map(h, w, self.device) == pass_
+        at = self.pass_map(h, w) == pass_
         logits = logits[:, at].t()  # [N, K]
         drop = torch.clamp(logits.amax(1, keepdim=True) - logits, max=LOGIT_RANGE)
         weights = self.t["lut"][drop]

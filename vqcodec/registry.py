@@ -16,12 +16,16 @@ from pathlib import Path
 import torch
 
 from .errors import MissingModelError
-from .model import ImageVQVAE
+from .model import AudioVQVAE, ImageVQVAE
 from .nets import ImageNetConfig
+from .nets_audio import AudioNetConfig
 from .prior import IntegerPrior, PriorConfig
 from .weights import config_from_dict, load_tensors, save_tensors
 
 DEFAULT_IMAGE_MODEL = "img1"
+DEFAULT_AUDIO_MODEL = "aud1"
+# kind -> (VQ-VAE class, its network config class)
+_KINDS = {"image": (ImageVQVAE, ImageNetConfig), "audio": (AudioVQVAE, AudioNetConfig)}
 # EMA statistics are training state only; the shipped file keeps the codebooks.
 _TRAINING_ONLY = ("ema_count_", "ema_sum_", "initialised")
 
@@ -42,10 +46,11 @@ def tensors_hash(tensors: dict[str, torch.Tensor]) -> bytes:
 
 
 @dataclass
-class ImageModel:
+class CodecModel:
     name: str
+    kind: str  # "image" or "audio"
     hash: bytes
-    vqvae: ImageVQVAE
+    vqvae: ImageVQVAE | AudioVQVAE
     prior: IntegerPrior
     meta: dict
 
@@ -58,16 +63,18 @@ class ImageModel:
         return self.prior.device
 
 
-def save_image_model(
-    path: Path, name: str, vqvae: ImageVQVAE, prior_tensors: dict[str, torch.Tensor], meta: dict
+def save_model(
+    path: Path, name: str, vqvae: ImageVQVAE | AudioVQVAE, prior_tensors: dict[str, torch.Tensor], meta: dict
 ) -> None:
+    """Write a model file: fp16 VQ-VAE weights, the integer prior, configs in the metadata."""
     tensors = {
         f"vqvae.{k}": v.half() if v.is_floating_point() else v
         for k, v in vqvae.state_dict().items()
         if not k.split(".")[-1].startswith(_TRAINING_ONLY)
     }
     tensors.update({f"prior.{k}": v for k, v in prior_tensors.items()})
-    meta = {**meta, "name": name, "kind": "image", "net": asdict(vqvae.cfg)}
+    kind = "audio" if isinstance(vqvae, AudioVQVAE) else "image"
+    meta = {**meta, "name": name, "kind": kind, "net": asdict(vqvae.cfg)}
     save_tensors(path, tensors, meta)
 
 
@@ -83,11 +90,13 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
 
 
 @lru_cache(maxsize=8)
-def _load(path: str, device: str) -> ImageModel:
+def _load(path: str, device: str) -> CodecModel:
     tensors, meta = load_tensors(Path(path))
-    net_cfg = config_from_dict(ImageNetConfig, meta["net"])
+    kind = meta.get("kind", "image")
+    vqvae_class, net_class = _KINDS[kind]
+    net_cfg = config_from_dict(net_class, meta["net"])
     prior_cfg = config_from_dict(PriorConfig, meta["prior"])
-    vqvae = ImageVQVAE(net_cfg)
+    vqvae = vqvae_class(net_cfg)
     weights = {k[6:]: v.float() if v.is_floating_point() else v for k, v in tensors.items() if k.startswith("vqvae.")}
     missing, unexpected = vqvae.load_state_dict(weights, strict=False)
     missing = [k for k in missing if not k.split(".")[-1].startswith(_TRAINING_ONLY)]
@@ -95,9 +104,21 @@ def _load(path: str, device: str) -> ImageModel:
         raise MissingModelError(f"model file {path} does not match the {meta['name']} architecture")
     vqvae.eval().to(device)
     prior = IntegerPrior(prior_cfg, {k[6:]: v for k, v in tensors.items() if k.startswith("prior.")}, device)
-    return ImageModel(meta["name"], tensors_hash(tensors), vqvae, prior, meta)
+    return CodecModel(meta["name"], kind, tensors_hash(tensors), vqvae, prior, meta)
 
 
-def load_image_model(name_or_path: str | os.PathLike = DEFAULT_IMAGE_MODEL, device: str = "cpu") -> ImageModel:
-    """Load (once per process and device) a model by name or by .safetensors path."""
-    return _load(str(resolve(name_or_path)), str(torch.device(device)))
+def load_model(name_or_path: str | os.PathLike, device: str = "cpu", kind: str | None = None) -> CodecModel:
+    """Load (once per process and device) a model by name or by .safetensors path; with `kind`,
+    refuse a model for the other medium."""
+    model = _load(str(resolve(name_or_path)), str(torch.device(device)))
+    if kind and model.kind != kind:
+        raise MissingModelError(f"model '{model.name}' is an {model.kind} model, not an {kind} model")
+    return model
+
+
+def load_image_model(name_or_path: str | os.PathLike = DEFAULT_IMAGE_MODEL, device: str = "cpu") -> CodecModel:
+    return load_model(name_or_path, device, "image")
+
+
+def load_audio_model(name_or_path: str | os.PathLike = DEFAULT_AUDIO_MODEL, device: str = "cpu") -> CodecModel:
+    return load_model(name_or_path, device, "audio")

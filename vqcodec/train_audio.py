@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .media_audio import list_audio, load_audio
+from .mel import mel_distance
 from .model import AudioVQVAE
 from .nets_audio import AudioNetConfig
 from .training import stages_per_sample, train_loop
@@ -46,13 +47,23 @@ def fetch_debian_audio(cache: Path) -> Path:
 class SegmentSampler:
     """Random segments of mono audio at the model's rate, with a random gain (-20..0 dB).
 
-    All clips are held in memory as int16 after resampling (about 1 GB for 6 hours).
+    `groups` (e.g. speech and music) are drawn equally often whatever their durations, so six
+    hours of music do not drown half an hour of speech; within a group, clips are drawn in
+    proportion to their length. Clips are held in memory as int16 (about 1 GB for 6 hours).
     """
 
-    def __init__(self, paths: list[Path], sample_rate: int, seconds: float, seed: int = 0):
+    def __init__(self, groups: dict[str, list[Path]] | list[Path], sample_rate: int, seconds: float, seed: int = 0):
         self.length = int(seconds * sample_rate)
         self.rng = random.Random(seed)
-        self.clips, self.weights = [], []
+        if not isinstance(groups, dict):
+            groups = {"all": list(groups)}
+        self.groups = [g for g in (self._load(paths, sample_rate) for paths in groups.values()) if g[0]]
+        if not self.groups:
+            raise ValueError("no usable training audio")
+
+    @staticmethod
+    def _load(paths: list[Path], sample_rate: int) -> tuple[list[np.ndarray], list[int]]:
+        clips, weights = [], []
         for path in paths:
             try:
                 samples, _ = load_audio(path, sample_rate)
@@ -61,14 +72,16 @@ class SegmentSampler:
             mono = samples.mean(0)
             if len(mono) < sample_rate // 4 or not np.abs(mono).max() > 1e-3:
                 continue
-            self.clips.append((np.clip(mono, -1, 1) * 32767).astype(np.int16))
-            self.weights.append(len(mono))
-        if not self.clips:
-            raise ValueError("no usable training audio")
+            clips.append((np.clip(mono, -1, 1) * 32767).astype(np.int16))
+            weights.append(len(mono))
+        return clips, weights
 
     def sample(self, batch: int) -> torch.Tensor:
         out = np.zeros((batch, 1, self.length), dtype=np.float32)
-        for i, clip in enumerate(self.rng.choices(self.clips, weights=self.weights, k=batch)):
+        picks = []
+        for clips, weights in self.rng.choices(self.groups, k=batch):
+            picks += self.rng.choices(clips, weights=weights, k=1)
+        for i, clip in enumerate(picks):
             start = self.rng.randint(0, max(0, len(clip) - self.length))
             piece = clip[start : start + self.length].astype(np.float32) / 32767
             peak = max(np.abs(piece).max(), 1e-4)
@@ -92,7 +105,7 @@ def stft_loss(recon: torch.Tensor, target: torch.Tensor, sizes=(256, 512, 1024, 
 
 
 def train_audio_vqvae(
-    paths: list[Path],
+    paths: dict[str, list[Path]] | list[Path],
     cache: Path,
     minutes: float,
     batch: int = 8,
@@ -121,10 +134,17 @@ def train_audio_vqvae(
         stages = stages_per_sample(batch, levels, full_rate_prob)
         recon, _, commit, usage = model(wave, stages)
         spectral = stft_loss(recon, wave)
-        loss = F.l1_loss(recon, wave) + spectral + commit_weight * commit
+        mel = mel_distance(recon, wave, cfg.sample_rate)
+        # Spectral terms make it sound right; the small waveform term keeps the phase anchored.
+        loss = 0.1 * F.l1_loss(recon, wave) + spectral + 2.0 * mel + commit_weight * commit
 
         def log_values():
-            return {"stft": spectral.item(), "commit": commit.item(), "code_usage": [round(u, 3) for u in usage]}
+            return {
+                "stft": spectral.item(),
+                "mel": mel.item(),
+                "commit": commit.item(),
+                "code_usage": [round(u, 3) for u in usage],
+            }
 
         return loss, log_values
 
@@ -143,9 +163,11 @@ def train_audio_vqvae(
     return state_path
 
 
-def training_audio(shared_train: Path, cache: Path) -> list[Path]:
-    """The training set: shared speech plus the Debian music and speech (fetched if needed)."""
-    paths = list_audio(shared_train)
+def training_audio(shared_train: Path, cache: Path) -> dict[str, list[Path]]:
+    """The training set as groups: speech (the shared reader plus the Debian many-voice words)
+    and music (the Debian soundtracks), fetched and cached if needed."""
+    groups = {"speech": list_audio(shared_train), "music": []}
     if shutil.which("apt-get") and shutil.which("dpkg-deb"):
-        paths += list_audio(fetch_debian_audio(cache))
-    return paths
+        for path in list_audio(fetch_debian_audio(cache)):
+            groups["speech" if "ktuberling" in path.parts else "music"].append(path)
+    return groups

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,10 +21,11 @@ from PIL import Image
 from .media import list_images
 from .model import ImageVQVAE
 from .nets import ImageNetConfig
-from .prior import NUM_PASSES, IntegerPrior, PriorConfig, PriorNet, pass_map
-from .registry import save_image_model
-from .training import StopFlag, stages_per_sample, train_loop
-from .weights import config_from_dict, load_tensors, load_training_state, save_training_state
+from .prior import PriorConfig
+from .registry import save_model
+from .train_prior import train_prior
+from .training import stages_per_sample, train_loop
+from .weights import config_from_dict, load_tensors, load_training_state
 
 # 128x128 crops are too small for five MS-SSIM scales with the usual 11-pixel window: use 7.
 MSSSIM_WINDOW = 7
@@ -173,115 +173,6 @@ def index_set(model: ImageVQVAE, paths: list[Path], count: int, crop: int = 256,
     return torch.cat(out)
 
 
-def prior_bits(prior: PriorNet, grids: torch.Tensor) -> list[float]:
-    """Mean bits per index of each stage under the float/fake-quantized network."""
-    bits = []
-    with torch.no_grad():
-        for stage in range(prior.cfg.num_stages):
-            total = 0.0
-            for pass_ in range(NUM_PASSES):
-                at = pass_map(*grids.shape[-2:]) == pass_
-                logits = prior(grids.long(), stage, pass_)
-                nll = F.cross_entropy(logits, grids[:, stage].long(), reduction="none")
-                total += nll[:, at].sum().item()
-            bits.append(total / math.log(2) / (grids.shape[0] * grids.shape[-1] * grids.shape[-2]))
-    return bits
-
-
-def integer_prior_bits(tensors: dict[str, torch.Tensor], cfg: PriorConfig, grids: torch.Tensor) -> list[float]:
-    """Mean bits per index of each stage under the exported integer prior (what files cost)."""
-    prior = IntegerPrior(cfg, tensors)
-    bits = []
-    for stage in range(cfg.num_stages):
-        total = 0.0
-        for pass_ in range(NUM_PASSES):
-            at = pass_map(*grids.shape[-2:]) == pass_
-            for grid in grids.long():
-                probs = prior.pmf(grid[None], stage, pass_)
-                symbols = grid[stage][at].numpy()
-                total -= np.log2(probs[np.arange(len(symbols)), symbols]).sum()
-        bits.append(total / (grids.shape[0] * grids.shape[-1] * grids.shape[-2]))
-    return bits
-
-
-def train_prior(
-    vqvae: ImageVQVAE,
-    paths: list[Path],
-    cache: Path,
-    minutes: float,
-    qat_fraction: float = 0.3,
-    batch: int = 32,
-    lr: float = 2e-3,
-    grids_count: int = 3000,
-    cfg: PriorConfig | None = None,
-    log_every: int = 50,
-) -> tuple[PriorNet, dict]:
-    """Train the prior on the frozen VQ-VAE's indices: float first, fake-quantized at the end.
-
-    Returns the trained network and a report with bits per index of the float network (before
-    quantization-aware training) and of the exported integer network, on held-out photos.
-    """
-    cache.mkdir(parents=True, exist_ok=True)
-    log_path = cache / "prior_log.jsonl"
-    held_out = paths[::20]
-    train_paths = [p for p in paths if p not in set(held_out)]
-    grids = index_set(vqvae, train_paths, grids_count, seed=1)
-    val = index_set(vqvae, held_out, 32, seed=2)
-    cfg = cfg or PriorConfig(codebook_sizes=vqvae.cfg.codebook_sizes)
-    prior = PriorNet(cfg)
-    state_path = cache / "prior_state.safetensors"
-    if state_path.exists():  # warm start from the last run (the VQ-VAE may have moved on since)
-        load_training_state(state_path, prior, None)
-        print(f"prior warm-started from {state_path}")
-    optimizer = torch.optim.Adam(prior.parameters(), lr=lr)
-    stop = StopFlag()
-    t_start = time.time()
-    t_end, t_qat = t_start + minutes * 60, t_start + minutes * 60 * (1 - qat_fraction)
-    report: dict = {}
-    step = 0
-    gen = torch.Generator().manual_seed(0)
-    while time.time() < t_end and not stop.stop:
-        if not prior.quantized and time.time() > t_qat:
-            report["float_bits_per_index"] = prior_bits(prior, val)
-            prior.calibrate(grids[:16].long())
-            prior.quantized = True
-            for g in optimizer.param_groups:
-                g["lr"] = lr / 10
-        if not prior.quantized:  # linear decay to a tenth over the float phase
-            progress = (time.time() - t_start) / max(t_qat - t_start, 1e-9)
-            for g in optimizer.param_groups:
-                g["lr"] = lr * (1 - 0.9 * min(progress, 1.0))
-        pick = torch.randint(0, grids.shape[0], (batch,), generator=gen)
-        sub = grids[pick].long()
-        loss = 0.0
-        for part in sub.chunk(4):
-            stage = int(torch.randint(0, cfg.num_stages, (1,), generator=gen))
-            pass_ = int(torch.randint(0, NUM_PASSES, (1,), generator=gen))
-            at = pass_map(*part.shape[-2:]) == pass_
-            logits = prior(part, stage, pass_)
-            nll = F.cross_entropy(logits, part[:, stage], reduction="none")[:, at]
-            loss = loss + nll.mean() / 4
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
-        optimizer.step()
-        step += 1
-        if step % log_every == 0:
-            rec = {"step": step, "bits": loss.item() / math.log(2), "quantized": prior.quantized}
-            with open(log_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            print(json.dumps(rec), flush=True)
-    if not prior.quantized:  # too short a run for a QAT phase: quantize after training
-        report["float_bits_per_index"] = prior_bits(prior, val)
-        prior.calibrate(grids[:16].long())
-        prior.quantized = True
-    save_training_state(state_path, prior, optimizer, {"steps": step, "config": asdict(cfg)})
-    report["integer_bits_per_index"] = integer_prior_bits(prior.to_integer(), cfg, val)
-    report["qat_bits_per_index"] = prior_bits(prior, val)
-    report["steps"] = step
-    return prior, report
-
-
 def train_image_model(
     data: Path,
     out: Path,
@@ -306,7 +197,12 @@ def train_image_model(
     vqvae, vqvae_steps = load_vqvae(cache, init)
     if prior_minutes <= 0:  # VQ-VAE only: nothing is exported
         return {"vqvae_steps": vqvae_steps, "prior_steps": 0}
-    prior, report = train_prior(vqvae, paths, cache, prior_minutes)
+    held_out = paths[::20]
+    train_paths = [p for p in paths if p not in set(held_out)]
+    grids = index_set(vqvae, train_paths, 3000, seed=1)
+    val = index_set(vqvae, held_out, 32, seed=2)
+    prior_cfg = PriorConfig(codebook_sizes=vqvae.cfg.codebook_sizes)
+    prior, report = train_prior(grids, val, prior_cfg, cache, prior_minutes)
     log = [json.loads(line) for line in open(cache / "vqvae_log.jsonl")] if (cache / "vqvae_log.jsonl").exists() else []
     meta = {
         "prior": asdict(prior.cfg),
@@ -315,7 +211,7 @@ def train_image_model(
         "training_data": str(data),
         "training_images": len(paths),
     }
-    save_image_model(out, name, vqvae, prior.to_integer(), meta)
+    save_model(out, name, vqvae, prior.to_integer(), meta)
     card = {
         **meta,
         "net": asdict(vqvae.cfg),

@@ -1,0 +1,128 @@
+"""The audio codec: round trips keep rate, channels and length to the sample, and the decoder
+recovers exactly the encoder's indices, for odd rates, lengths and channel counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vqcodec import codec_audio, container
+from vqcodec.errors import BadInputError, CorruptFileError, MissingModelError
+
+RATE = 24000
+
+
+def _signal(seconds: float, rate: int = RATE, channels: int = 1, seed: int = 0) -> np.ndarray:
+    n = int(round(seconds * rate))
+    t = np.arange(n) / rate
+    rng = np.random.default_rng(seed)
+    tones = [0.3 * np.sin(2 * np.pi * (220 + 110 * c) * t) + 0.02 * rng.standard_normal(n) for c in range(channels)]
+    return np.stack(tones).astype(np.float32)
+
+
+def _roundtrip(samples: np.ndarray, rate: int, bitrate: float = 4.8):
+    header, _, encoded = codec_audio.encode_audio((samples, rate), bitrate, model="tinyaudio")
+    data = codec_audio.compress_audio((samples, rate), bitrate, model="tinyaudio")
+    decoded_indices = list(codec_audio.decode_audio_indices(data))
+    assert len(decoded_indices) == len(encoded) == header.segments
+    for ours, theirs in zip(encoded, decoded_indices, strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
+    out, out_rate = codec_audio.decompress_audio(data)
+    return data, out, out_rate
+
+
+@pytest.mark.parametrize(
+    ("rate", "channels", "seconds"),
+    [(24000, 1, 3.0), (8000, 1, 0.7), (44100, 2, 1.6), (96000, 1, 0.3), (22050, 6, 0.2), (48000, 2, 0.004)],
+)
+def test_roundtrip_keeps_rate_channels_and_length(rate, channels, seconds):
+    samples = _signal(seconds, rate, channels)
+    _, out, out_rate = _roundtrip(samples, rate)
+    assert out_rate == rate and out.shape == samples.shape and out.dtype == np.float32
+    assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("length", [0, 1, 39, 40, 41, 749 * 40, 750 * 40, 750 * 40 + 1])
+def test_odd_lengths_at_the_model_rate(length):
+    samples = _signal(length / RATE)[:, :length]
+    data, out, _ = _roundtrip(samples, RATE)
+    assert out.shape == (1, length)
+    header, _ = container.unpack_audio(data)
+    assert header.frames == -(-length // 40) and header.segments == -(-header.frames // 750)
+
+
+def test_silence_and_clipping():
+    silent = np.zeros((2, 5000), np.float32)
+    _, out, _ = _roundtrip(silent, 16000)
+    assert out.shape == (2, 5000)
+    loud = np.clip(_signal(0.5) * 10, -1, 1)
+    assert _roundtrip(loud, RATE)[1].shape == loud.shape
+
+
+def test_bitrate_picks_stages_and_stereo_is_mid_side():
+    model = codec_audio.load_audio_model("tinyaudio")
+    assert codec_audio.kbps_per_stage(model) == pytest.approx(2.4)
+    assert codec_audio.stages_for_bitrate(model, 2.4, 1) == ((1,), False)
+    assert codec_audio.stages_for_bitrate(model, 100, 1) == ((4,), False)
+    assert codec_audio.stages_for_bitrate(model, 9.6, 2) == ((3, 1), True)
+    assert codec_audio.stages_for_bitrate(model, 2.4, 2) == ((1, 0), True)
+    assert codec_audio.stages_for_bitrate(model, 9.6, 3) == ((1, 1, 1), False)
+    sizes = [len(codec_audio.compress_audio((_signal(1.0), RATE), b, model="tinyaudio")) for b in (2.4, 4.8, 9.6)]
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+def test_mid_side_restores_left_and_right_exactly():
+    stereo = np.random.default_rng(1).standard_normal((1000, 2)).astype(np.float32)
+    assert np.allclose(codec_audio._to_channels(codec_audio._to_streams(stereo, True), True), stereo, atol=1e-6)
+
+
+def test_stream_with_no_stage_decodes_to_silence():
+    same = np.repeat(_signal(0.5), 2, 0)  # identical channels: the side is zero
+    _, out, _ = _roundtrip(same, RATE, bitrate=2.4)  # (1, 0) stages
+    assert np.allclose(out[0], out[1])
+
+
+def test_files_and_bytes_are_read(tmp_path):
+    import soundfile
+
+    path = tmp_path / "clip.flac"
+    soundfile.write(path, _signal(0.5, 32000, 2).T, 32000)
+    from_path = codec_audio.compress_audio(path, model="tinyaudio")
+    assert from_path == codec_audio.compress_audio(path.read_bytes(), model="tinyaudio")
+    header, _ = container.unpack_audio(from_path)
+    assert (header.sample_rate, header.channels, header.length) == (32000, 2, 16000)
+
+
+def test_nan_and_junk_are_refused(tmp_path):
+    bad = _signal(0.1)
+    bad[0, 7] = np.inf
+    with pytest.raises(BadInputError, match="NaN or infinite"):
+        codec_audio.compress_audio((bad, RATE), model="tinyaudio")
+    with pytest.raises(BadInputError, match="not a readable audio file"):
+        codec_audio.compress_audio(b"RIFF nonsense", model="tinyaudio")
+
+
+def test_a_damaged_chunk_is_named():
+    data = bytearray(codec_audio.compress_audio((_signal(3.0), RATE), model="tinyaudio"))
+    header, chunks = container.unpack_audio(bytes(data))
+    target = chunks[1]  # segment 2
+    data[bytes(data).index(target.payload) + len(target.payload) // 2] ^= 0x10
+    with pytest.raises(CorruptFileError, match="segment 2, stream 1"):
+        codec_audio.decompress_audio(bytes(data))
+
+
+def test_image_model_is_refused_for_audio():
+    with pytest.raises(MissingModelError, match="image model"):
+        codec_audio.compress_audio((_signal(0.1), RATE), model="tiny")
+
+
+def test_huge_claimed_duration_is_refused_before_decoding():
+    header = container.AudioHeader(0, "tinyaudio", b"abcd", 8000, 1, 8000 * 86400 * 10, 600 * 86400 * 10, (4,))
+    head = container.pack_audio(header, [container.AudioChunk(0, 0, b"", 0, 0)] * header.segments)
+    with pytest.raises(CorruptFileError, match="over the limit"):
+        container.unpack_audio(head)
+    small = container.AudioHeader(0, "tinyaudio", b"abcd", 8000, 1, 8000 * 60, 600 * 60, (4,))
+    data = container.pack_audio(small, [container.AudioChunk(0, 0, b"", 0, 0)] * small.segments)
+    with pytest.raises(CorruptFileError, match="over the limit"):
+        container.unpack_audio(data, max_seconds=30)

@@ -1,0 +1,362 @@
+"""Audio compress / decompress, streamed segment by segment so memory does not grow with duration.
+
+compress:   blocks of the source -> soxr to the model rate -> streams (mono, mid + side, or one
+            per channel) -> per segment, with HALO_FRAMES of context: encoder -> residual VQ ->
+            indices -> prior + range coder -> one chunk per stream
+decompress: chunks -> range decoder + prior -> indices -> codebooks -> decoder (per segment,
+            with the neighbouring segments' indices as context) -> channels -> soxr back to the
+            source rate -> blocks of output, cut to the source length to the sample
+
+`bitrate` (kbps) chooses how many residual stages are coded: each stage costs at most
+frame_rate * log2(K) bits per second (0.75 kbps for the 24 kHz model) before the prior's saving,
+so the file's real bitrate is lower than the one asked for.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import soxr
+import torch
+
+from . import container
+from .codec import pick_device
+from .container import SEGMENT_FRAMES, AudioChunk, AudioHeader
+from .entropy import decode_grid, encode_grid
+from .errors import BadInputError, CorruptFileError, MissingModelError, UsageError
+from .registry import DEFAULT_AUDIO_MODEL, CodecModel, load_audio_model
+
+HALO_FRAMES = 8  # frames of context around a segment: more than the networks' receptive field
+DEFAULT_BITRATE = 6.0
+READ_BLOCK = 1 << 16  # source samples per channel read at a time
+
+# An audio source: a file path, the bytes of a file, or (samples [channels, n] or [n], rate).
+AudioLike = str | Path | bytes | tuple[np.ndarray, int]
+Progress = Callable[[int], None]  # called with the number of segments just finished
+
+
+@dataclass
+class Source:
+    rate: int
+    channels: int
+    frames_hint: int  # samples per channel the source says it has (for progress only)
+    blocks: Iterator[np.ndarray]  # [n, channels] float32
+
+
+def open_source(audio: AudioLike) -> Source:
+    """Open any audio libsndfile reads (WAV, FLAC, OGG Vorbis/Opus, ...) or an array, as blocks."""
+    if isinstance(audio, tuple):
+        samples, rate = audio
+        samples = np.asarray(samples, dtype=np.float32)
+        samples = samples[None] if samples.ndim == 1 else samples
+        if samples.ndim != 2:
+            raise BadInputError("audio arrays must be [channels, samples] or [samples]")
+        return _checked(Source(int(rate), samples.shape[0], samples.shape[1], iter([samples.T])), "array")
+    name = "input" if isinstance(audio, bytes) else str(audio)
+    try:
+        f = soundfile.SoundFile(io.BytesIO(audio) if isinstance(audio, bytes) else str(audio))
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as e:
+        raise BadInputError(f"{name}: not a readable audio file ({e})") from None
+
+    def blocks() -> Iterator[np.ndarray]:
+        with f:
+            while True:
+                try:
+                    block = f.read(READ_BLOCK, dtype="float32", always_2d=True)
+                except (soundfile.LibsndfileError, RuntimeError) as e:
+                    raise BadInputError(f"{name}: audio data is damaged ({e})") from None
+                if not len(block):
+                    return
+                yield block
+
+    return _checked(Source(f.samplerate, f.channels, max(f.frames, 0), blocks()), name)
+
+
+def _checked(source: Source, name: str) -> Source:
+    if not 0 < source.rate <= container.MAX_RATE:
+        raise BadInputError(f"{name}: unsupported sample rate {source.rate} Hz")
+    if not 0 < source.channels <= container.MAX_CHANNELS:
+        raise BadInputError(f"{name}: {source.channels} channels (at most {container.MAX_CHANNELS})")
+
+    def finite(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        for block in blocks:
+            if not np.isfinite(block).all():
+                raise BadInputError(f"{name}: contains NaN or infinite samples")
+            yield block
+
+    source.blocks = finite(source.blocks)
+    return source
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def model_length(model: CodecModel, length: int, rate: int) -> tuple[int, int]:
+    """(samples at the model rate, index frames) for `length` source samples at `rate`; defined
+    in integers from the source length, not by the resampler's output, so that the decoder
+    computes the same."""
+    n = _ceil_div(length * model.vqvae.cfg.sample_rate, rate)
+    return n, _ceil_div(n, model.vqvae.cfg.hop)
+
+
+def kbps_per_stage(model: CodecModel) -> float:
+    cfg = model.vqvae.cfg
+    return cfg.frame_rate * math.log2(cfg.codebook_sizes[0]) / 1000
+
+
+def stages_for_bitrate(model: CodecModel, bitrate: float, channels: int) -> tuple[tuple[int, ...], bool]:
+    """(stages per stream, mid/side?) for a total bitrate in kbps before the prior's saving.
+
+    Stereo is coded as mid and side, the side getting a quarter of the stages (it is usually
+    much quieter); other channel counts share the stages equally, at least one each.
+    """
+    levels = model.vqvae.num_stages
+    total = max(1, round(bitrate / kbps_per_stage(model)))
+    if channels == 2:
+        side = min(total // 4, levels)
+        return (min(total - side, levels), side), True
+    return (min(max(1, total // channels), levels),) * channels, False
+
+
+def _to_streams(samples: np.ndarray, mid_side: bool) -> np.ndarray:
+    """[n, channels] -> [streams, n]."""
+    if mid_side:
+        left, right = samples[:, 0], samples[:, 1]
+        return np.stack([(left + right) / 2, (left - right) / 2])
+    return samples.T
+
+
+def _to_channels(streams: np.ndarray, mid_side: bool) -> np.ndarray:
+    """[streams, n] -> [n, channels]."""
+    if mid_side:
+        return np.stack([streams[0] + streams[1], streams[0] - streams[1]], 1)
+    return streams.T
+
+
+def _grid_crc(grid: torch.Tensor) -> int:
+    return zlib.crc32(grid.to(torch.int16).numpy().astype("<i2").tobytes())
+
+
+class _Resampler:
+    """soxr streaming resampler, or a pass-through when the rates are equal."""
+
+    def __init__(self, rate_in: int, rate_out: int, channels: int):
+        self.stream = None if rate_in == rate_out else soxr.ResampleStream(rate_in, rate_out, channels, "float32", "HQ")
+
+    def __call__(self, block: np.ndarray, last: bool = False) -> np.ndarray:
+        if self.stream is None:
+            return block
+        return self.stream.resample_chunk(np.ascontiguousarray(block, dtype=np.float32), last=last)
+
+
+@torch.inference_mode()
+def _encode_segment(model: CodecModel, window: np.ndarray, frames: int, stages: tuple[int, ...]) -> list[torch.Tensor]:
+    """Model-rate streams [S, (HALO + frames + HALO) * hop] -> indices [q_s, 1, frames] per stream."""
+    wave = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))[:, None].to(model.device)
+    latents = model.vqvae.encoder(wave)[..., HALO_FRAMES : HALO_FRAMES + frames]
+    indices = model.vqvae.quantizer.encode(latents, max(stages)).cpu()  # [S, q, 1, frames]
+    return [indices[s, :q] for s, q in enumerate(stages)]
+
+
+def _chunk(model: CodecModel, segment: int, stream: int, grid: torch.Tensor) -> AudioChunk:
+    payload = encode_grid(grid, model.prior) if len(grid) else b""
+    return AudioChunk(segment, stream, payload, zlib.crc32(payload), _grid_crc(grid))
+
+
+def encode_audio(
+    audio: AudioLike,
+    bitrate: float = DEFAULT_BITRATE,
+    model: str = DEFAULT_AUDIO_MODEL,
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> tuple[AudioHeader, list[AudioChunk], list[list[torch.Tensor]]]:
+    """The encoder: (header, chunks, indices of every segment and stream)."""
+    source = open_source(audio)
+    codec_model = load_audio_model(model, pick_device(device))
+    if not bitrate > 0:
+        raise UsageError(f"bitrate must be positive, not {bitrate}")
+    stages, mid_side = stages_for_bitrate(codec_model, bitrate, source.channels)
+    rate, hop = codec_model.vqvae.cfg.sample_rate, codec_model.vqvae.cfg.hop
+    seg_len, halo = SEGMENT_FRAMES * hop, HALO_FRAMES * hop
+    resample = _Resampler(source.rate, rate, source.channels)
+    # `held` holds model-rate samples from absolute position `held_start` on; the first
+    # segment's left context is silence, as for a convolution over the whole file.
+    held, held_start = np.zeros((len(stages), halo), np.float32), -halo
+    chunks: list[AudioChunk] = []
+    all_indices: list[list[torch.Tensor]] = []
+    length = 0
+
+    def encode_ready(end: int, total_frames: int | None = None) -> None:
+        """Encode every segment whose window lies below absolute position `end` (the last
+        segment, once `total_frames` is known, may be shorter)."""
+        nonlocal held, held_start
+        while (len(all_indices) + 1) * seg_len + halo <= end:
+            seg = len(all_indices)
+            start = seg * seg_len - halo
+            window = held[:, start - held_start : start - held_start + seg_len + 2 * halo]
+            frames = SEGMENT_FRAMES
+            if total_frames is not None:
+                frames = min(frames, total_frames - seg * SEGMENT_FRAMES)
+            grids = _encode_segment(codec_model, window, frames, stages)
+            all_indices.append(grids)
+            chunks.extend(_chunk(codec_model, seg, s, g) for s, g in enumerate(grids))
+            held, held_start = held[:, start + seg_len - held_start :], start + seg_len
+            if progress:
+                progress(1)
+
+    for block in source.blocks:
+        length += len(block)
+        held = np.concatenate([held, _to_streams(resample(block), mid_side)], 1)
+        encode_ready(held_start + held.shape[1])
+    tail = resample(np.zeros((0, source.channels), np.float32), last=True)
+    held = np.concatenate([held, _to_streams(tail, mid_side)], 1)
+    n_model, frames = model_length(codec_model, length, source.rate)
+    segments = _ceil_div(frames, SEGMENT_FRAMES)
+    held = held[:, : max(0, n_model - held_start)]
+    pad = (segments * seg_len + halo) - (held_start + held.shape[1])
+    held = np.concatenate([held, np.zeros((len(stages), max(0, pad)), np.float32)], 1)
+    encode_ready(segments * seg_len + halo, frames)  # the last segments, padded with silence
+    header = AudioHeader(
+        flags=container.FLAG_MID_SIDE if mid_side else 0,
+        model_name=codec_model.name,
+        model_hash=codec_model.hash,
+        sample_rate=source.rate,
+        channels=source.channels,
+        length=length,
+        frames=frames,
+        stages=stages,
+    )
+    return header, chunks, all_indices
+
+
+def compress_audio(
+    audio: AudioLike,
+    bitrate: float = DEFAULT_BITRATE,
+    model: str = DEFAULT_AUDIO_MODEL,
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> bytes:
+    """Compress audio (a path, the bytes of an audio file, or (samples, rate)) into .vqc bytes.
+
+    `bitrate` in kbps (e.g. 1.5, 3, 6, 12) sets the number of residual stages; the prior makes
+    the file smaller than that. Any sample rate, channel count and length is kept.
+    """
+    header, chunks, _ = encode_audio(audio, bitrate, model, device, progress)
+    return container.pack_audio(header, chunks)
+
+
+def open_audio_file(
+    data: bytes, device: str = "auto", max_seconds: float = container.DEFAULT_MAX_SECONDS
+) -> tuple[AudioHeader, list[AudioChunk], CodecModel]:
+    """Parse an audio .vqc file and find its model (checking name, hash and stage counts)."""
+    header, chunks = container.unpack_audio(data, max_seconds)
+    model = load_audio_model(header.model_name, pick_device(device))
+    if model.hash != header.model_hash:
+        raise MissingModelError(
+            f"file was made with a different version of model '{header.model_name}' "
+            f"(weights {header.model_hash.hex()}, installed {model.hash.hex()})"
+        )
+    if max(header.stages) > model.num_stages:
+        raise CorruptFileError(f"stage count {max(header.stages)} is over the model's {model.num_stages}")
+    if header.frames != model_length(model, header.length, header.sample_rate)[1]:
+        raise CorruptFileError("frame count does not match the audio length")
+    return header, chunks, model
+
+
+def _decode_chunk(model: CodecModel, header: AudioHeader, chunk: AudioChunk) -> torch.Tensor:
+    chunk.check()
+    q, frames = header.stages[chunk.stream], header.segment_frames(chunk.segment)
+    grid = decode_grid(chunk.payload, model.prior, q, 1, frames) if q else torch.zeros(0, 1, frames, dtype=torch.int64)
+    if _grid_crc(grid) != chunk.indices_crc:
+        raise CorruptFileError(
+            f"segment {chunk.segment + 1}, stream {chunk.stream + 1}: decoded indices fail their CRC "
+            "(file damaged or decoded with a different prior)"
+        )
+    return grid
+
+
+def decode_audio_indices(
+    data: bytes, device: str = "auto", max_seconds: float = container.DEFAULT_MAX_SECONDS
+) -> Iterator[list[torch.Tensor]]:
+    """Indices of each segment, one [q_s, 1, frames] grid per stream, checked by their CRCs."""
+    header, chunks, model = open_audio_file(data, device, max_seconds)
+    for seg in range(header.segments):
+        yield [_decode_chunk(model, header, c) for c in chunks[seg * header.channels : (seg + 1) * header.channels]]
+
+
+@torch.inference_mode()
+def _synthesize(model: CodecModel, context: list[list[torch.Tensor]], first: int, frames: int) -> np.ndarray:
+    """Waveforms [S, frames * hop] of the `frames` frames that start at frame `first` of the
+    concatenated `context` grids (which include HALO_FRAMES around them where they exist)."""
+    hop = model.vqvae.cfg.hop
+    out = []
+    for stream in range(len(context[0])):
+        grid = torch.cat([seg[stream] for seg in context], -1)
+        if not len(grid):  # a stream coded with no stage is silent
+            out.append(torch.zeros(frames * hop))
+            continue
+        lo, hi = max(0, first - HALO_FRAMES), min(grid.shape[-1], first + frames + HALO_FRAMES)
+        latents = model.vqvae.quantizer.decode(grid[None, :, :, lo:hi].to(model.device))
+        wave = model.vqvae.decoder(latents)[0, 0]
+        out.append(wave[(first - lo) * hop : (first - lo + frames) * hop].cpu())
+    return torch.stack(out).numpy()
+
+
+def decode_audio_blocks(
+    data: bytes,
+    device: str = "auto",
+    max_seconds: float = container.DEFAULT_MAX_SECONDS,
+    progress: Progress | None = None,
+) -> tuple[AudioHeader, Iterator[np.ndarray]]:
+    """(header, blocks [n, channels] float32 at the source rate), decoded segment by segment."""
+    header, _, model = open_audio_file(data, device, max_seconds)
+    rate, hop = model.vqvae.cfg.sample_rate, model.vqvae.cfg.hop
+    n_model = model_length(model, header.length, header.sample_rate)[0]
+    mid_side = bool(header.flags & container.FLAG_MID_SIDE)
+
+    def blocks() -> Iterator[np.ndarray]:
+        resample = _Resampler(rate, header.sample_rate, header.channels)
+        segments = decode_audio_indices(data, device, max_seconds)
+        window = [next(segments)] if header.segments else []
+        written = 0
+        for seg in range(header.segments):
+            if seg + 1 < header.segments:
+                window.append(next(segments))
+            first = 0 if seg == 0 else window[0][0].shape[-1]
+            wave = _synthesize(model, window, first, header.segment_frames(seg))
+            wave = wave[:, : max(0, n_model - seg * SEGMENT_FRAMES * hop)]
+            out = resample(_to_channels(wave, mid_side), last=seg == header.segments - 1)
+            out = out[: header.length - written]
+            written += len(out)
+            yield out
+            window = window[-2:]
+            if progress:
+                progress(1)
+        if written < header.length:  # the resampler may return a few samples short
+            yield np.zeros((header.length - written, header.channels), np.float32)
+
+    return header, blocks()
+
+
+def decompress_audio(
+    data: bytes, device: str = "auto", max_seconds: float = container.DEFAULT_MAX_SECONDS
+) -> tuple[np.ndarray, int]:
+    """Decode the bytes of an audio .vqc file: (samples [channels, n] float32, sample rate)."""
+    header, blocks = decode_audio_blocks(data, device, max_seconds)
+    parts = list(blocks)
+    samples = np.concatenate(parts) if parts else np.zeros((0, header.channels), np.float32)
+    return np.ascontiguousarray(samples.T), header.sample_rate
+
+
+def audio_bitrate(header: AudioHeader, file_size: int) -> float:
+    """Real bitrate of a file in kbps, header included."""
+    seconds = header.length / header.sample_rate
+    return file_size * 8 / 1000 / seconds if seconds else 0.0
