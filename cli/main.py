@@ -1,4 +1,4 @@
-"""The `vqcodec` command line.
+"""The `vqcodec` command line: images and audio, told apart by the input's name or content.
 
 Exit statuses: 0 success, 1 unexpected error, 2 usage error, 3 unreadable or unsupported
 input, 4 corrupt .vqc file, 5 model not installed, 130 interrupted.
@@ -17,12 +17,16 @@ from pathlib import Path
 import click
 from PIL import Image
 
-from vqcodec import codec, container
+from vqcodec import codec, codec_audio, container
 from vqcodec.errors import BadInputError, UsageError, VqcodecError
 from vqcodec.media import load_image
-from vqcodec.registry import DEFAULT_IMAGE_MODEL
+from vqcodec.media_audio import AUDIO_SUFFIXES
+from vqcodec.registry import DEFAULT_AUDIO_MODEL, DEFAULT_IMAGE_MODEL
 
 IMAGE_OUTPUT_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+AUDIO_OUTPUT_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
+# First bytes of the audio containers libsndfile reads; anything else on stdin is an image.
+AUDIO_MAGICS = (b"RIFF", b"RF64", b"fLaC", b"OggS", b"FORM", b"ID3", b"\xff\xfb")
 
 
 def _fail(err: VqcodecError) -> None:
@@ -72,7 +76,7 @@ class _Group(click.Group):
 @click.group(cls=_Group)
 @click.version_option(package_name="vqcodec")
 def main() -> None:
-    """vqcodec: a learned image codec (VQ-VAE + integer-exact prior + range coding)."""
+    """vqcodec: a learned image and audio codec (VQ-VAE + integer-exact prior + range coding)."""
 
 
 STDIO = Path("-")
@@ -88,6 +92,13 @@ def _emit(out: Path, data: bytes, force: bool, src: Path) -> None:
     _write_atomic(out, lambda f: f.write(data))
 
 
+def _progress_bar(total: int, label: str):
+    """A tqdm bar on a terminal, nothing otherwise (logs and pipes stay clean)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit="seg", disable=not sys.stderr.isatty() or total < 2, leave=False)
+
+
 @main.command()
 @click.argument("src", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @click.option(
@@ -96,28 +107,72 @@ def _emit(out: Path, data: bytes, force: bool, src: Path) -> None:
     type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
     help="Output .vqc file ('-': standard output).",
 )
-@click.option("-q", "--quality", type=int, default=codec.DEFAULT_QUALITY, show_default=True, help="1 = smallest file.")
-@click.option("-m", "--model", default=DEFAULT_IMAGE_MODEL, show_default=True, help="Model name or .safetensors path.")
+@click.option(
+    "-q", "--quality", type=int, default=codec.DEFAULT_QUALITY, show_default=True, help="Images: 1 = smallest file."
+)
+@click.option(
+    "-b",
+    "--bitrate",
+    type=float,
+    default=codec_audio.DEFAULT_BITRATE,
+    show_default=True,
+    help="Audio: kbps before the prior's saving (1.5, 3, 6, 12; the file comes out smaller).",
+)
+@click.option(
+    "-m",
+    "--model",
+    default=None,
+    help=f"Model name or .safetensors path [{DEFAULT_IMAGE_MODEL} / {DEFAULT_AUDIO_MODEL}].",
+)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
-def compress(src: Path, output: Path | None, quality: int, model: str, device: str, force: bool) -> None:
-    """Compress an image (PNG, JPEG, WebP, TIFF, BMP, ...) into a .vqc file ('-': standard input)."""
+def compress(
+    src: Path, output: Path | None, quality: int, bitrate: float, model: str | None, device: str, force: bool
+) -> None:
+    """Compress an image (PNG, JPEG, WebP, TIFF, ...) or a sound (WAV, FLAC, OGG, ...) into a
+    .vqc file ('-': standard input)."""
     out = output or (STDIO if src == STDIO else src.with_suffix(".vqc"))
     if out != STDIO:
         _check_output(src, out, force)
-    if src == STDIO:
+    raw = sys.stdin.buffer.read() if src == STDIO else None
+    is_audio = raw.startswith(AUDIO_MAGICS) if raw is not None else src.suffix.lower() in AUDIO_SUFFIXES
+    if is_audio:
+        data, summary = _compress_audio(raw if raw is not None else src, bitrate, model or DEFAULT_AUDIO_MODEL, device)
+    else:
+        data, summary = _compress_image(raw, src, quality, model or DEFAULT_IMAGE_MODEL, device)
+    _emit(out, data, force, src)
+    click.echo(f"{src} -> {out}: {summary}", err=out == STDIO)
+
+
+def _compress_image(raw: bytes | None, src: Path, quality: int, model: str, device: str) -> tuple[bytes, str]:
+    if raw is not None:
         try:
-            image = load_image(Image.open(io.BytesIO(sys.stdin.buffer.read())))
+            image = load_image(Image.open(io.BytesIO(raw)))
         except OSError as e:
-            raise BadInputError(f"standard input is not a readable image ({e})") from None
+            raise BadInputError(f"standard input is not a readable image or sound ({e})") from None
     else:
         image = load_image(src)
     data = codec.compress(image, quality=quality, model=model, device=device)
-    _emit(out, data, force, src)
     height, width = image.pixels.shape[:2]  # no need to parse the file just made
     bpp = len(data) * 8 / (width * height)
-    summary = f"{src} -> {out}: {width}x{height}, quality {quality}, {len(data):,} bytes, {bpp:.4f} bpp"
-    click.echo(summary, err=out == STDIO)
+    return data, f"{width}x{height}, quality {quality}, {len(data):,} bytes, {bpp:.4f} bpp"
+
+
+def _compress_audio(src: bytes | Path, bitrate: float, model: str, device: str) -> tuple[bytes, str]:
+    import soundfile
+
+    try:  # only to size the progress bar; errors are reported by the encoder
+        seconds = soundfile.info(io.BytesIO(src) if isinstance(src, bytes) else str(src)).duration
+    except Exception:  # noqa: BLE001
+        seconds = 0.0
+    with _progress_bar(int(seconds / 10) + 1, "compressing") as bar:
+        header, chunks, _ = codec_audio.encode_audio(src, bitrate, model, device, bar.update)
+    data = container.pack_audio(header, chunks)
+    kbps = codec_audio.audio_bitrate(header, len(data))
+    return data, (
+        f"{header.length / header.sample_rate:.2f} s, {header.sample_rate} Hz, {header.channels} ch, "
+        f"stages {'+'.join(map(str, header.stages))}, {len(data):,} bytes, {kbps:.2f} kbps"
+    )
 
 
 @main.command()
@@ -136,14 +191,18 @@ def compress(src: Path, output: Path | None, quality: int, model: str, device: s
     help="Original image: also print PSNR and MS-SSIM against it.",
 )
 def decompress(src: Path, output: Path | None, device: str, force: bool, compare: Path | None) -> None:
-    """Decode a .vqc file into an image (PNG by default, beside the input as NAME.vqc.png)."""
+    """Decode a .vqc file: an image (PNG by default, beside the input as NAME.vqc.png) or a
+    sound (WAV by default, NAME.vqc.wav, at the source's rate, channels and length)."""
+    coded = _read(src)
+    if container.kind_of(coded) == "audio":
+        _decompress_audio(coded, src, output, device, force)
+        return
     out = output or (STDIO if src == STDIO else src.with_name(src.name + ".png"))
     suffix = ".png" if out == STDIO else out.suffix.lower()
     if suffix not in IMAGE_OUTPUT_SUFFIXES:
         raise UsageError(f"cannot write '{suffix}' images: use one of {', '.join(sorted(IMAGE_OUTPUT_SUFFIXES))}")
     if out != STDIO:
         _check_output(src, out, force)
-    coded = _read(src)
     image = codec.decompress(coded, device=device)
     fmt = {".tif": "TIFF", ".ppm": "PPM"}.get(suffix, suffix[1:].upper())
     buf = io.BytesIO()
@@ -164,15 +223,75 @@ def decompress(src: Path, output: Path | None, device: str, force: bool, compare
         click.echo(f"{bpp:.4f} bpp, PSNR {psnr_rgb(original, decoded):.2f} dB{msssim}", err=out == STDIO)
 
 
+def _decompress_audio(coded: bytes, src: Path, output: Path | None, device: str, force: bool) -> None:
+    out = output or (STDIO if src == STDIO else src.with_name(src.name + ".wav"))
+    suffix = ".wav" if out == STDIO else out.suffix.lower()
+    if suffix not in AUDIO_OUTPUT_FORMATS:
+        raise UsageError(f"cannot write '{suffix}' audio: use one of {', '.join(sorted(AUDIO_OUTPUT_FORMATS))}")
+    if out != STDIO:
+        _check_output(src, out, force)
+    header, _ = container.unpack_audio(coded)
+    fmt, subtype = AUDIO_OUTPUT_FORMATS[suffix]
+
+    def write(f) -> None:
+        import numpy as np
+        import soundfile
+
+        with _progress_bar(header.segments, "decompressing") as bar:
+            _, blocks = codec_audio.decode_audio_blocks(coded, device, progress=bar.update)
+            with soundfile.SoundFile(f, "w", header.sample_rate, header.channels, subtype, format=fmt) as sf:
+                for block in blocks:
+                    sf.write(np.clip(block, -1.0, 1.0))
+
+    if out == STDIO:
+        buf = io.BytesIO()
+        write(buf)
+        _emit(out, buf.getvalue(), force, src)
+    else:
+        _write_atomic(out, write)
+    seconds = header.length / header.sample_rate
+    summary = f"{seconds:.2f} s, {header.sample_rate} Hz, {header.channels} ch"
+    click.echo(f"{src} -> {out}: {summary}", err=out == STDIO)
+
+
 @main.command()
 @click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def info(src: Path, as_json: bool) -> None:
     """Show what is inside a .vqc file (without decoding it)."""
     data = _read(src)
+    fields = _audio_info(data, src) if container.kind_of(data) == "audio" else _image_info(data, src)
+    if as_json:
+        click.echo(json.dumps(fields))
+    else:
+        for key, value in fields.items():
+            click.echo(f"{key:>14}: {value}")
+
+
+def _audio_info(data: bytes, src: Path) -> dict:
+    header, chunks = container.unpack_audio(data)
+    return {
+        "file": str(src),
+        "kind": "audio",
+        "model": header.model_name,
+        "model_hash": header.model_hash.hex(),
+        "duration_s": round(header.length / header.sample_rate, 3),
+        "sample_rate": header.sample_rate,
+        "channels": header.channels,
+        "samples": header.length,
+        "stages": list(header.stages),
+        "mid_side": bool(header.flags & container.FLAG_MID_SIDE),
+        "chunks": len(chunks),
+        "bytes": len(data),
+        "header_bytes": len(data) - sum(len(c.payload) for c in chunks),
+        "kbps": round(codec_audio.audio_bitrate(header, len(data)), 3),
+    }
+
+
+def _image_info(data: bytes, src: Path) -> dict:
     header, payloads, _ = container.unpack(data)
     pixels = header.width * header.height
-    fields = {
+    return {
         "file": str(src),
         "kind": container.KIND_NAMES[header.kind],
         "model": header.model_name,
@@ -187,11 +306,6 @@ def info(src: Path, as_json: bool) -> None:
         "header_bytes": len(data) - sum(len(p) for p in payloads),
         "bpp": round(len(data) * 8 / pixels, 5),
     }
-    if as_json:
-        click.echo(json.dumps(fields))
-    else:
-        for key, value in fields.items():
-            click.echo(f"{key:>14}: {value}")
 
 
 @main.group()

@@ -25,7 +25,7 @@ from .weights import config_from_dict, load_tensors, save_tensors
 DEFAULT_IMAGE_MODEL = "img1"
 DEFAULT_AUDIO_MODEL = "aud1"
 # kind -> (VQ-VAE class, its network config class)
-_KINDS = {"image": (ImageVQVAE, ImageNetConfig), "audio": (AudioVQVAE, AudioNetConfig)}
+VQVAE_KINDS = {"image": (ImageVQVAE, ImageNetConfig), "audio": (AudioVQVAE, AudioNetConfig)}
 # EMA statistics are training state only; the shipped file keeps the codebooks.
 _TRAINING_ONLY = ("ema_count_", "ema_sum_", "initialised")
 
@@ -93,7 +93,7 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
 def _load(path: str, device: str) -> CodecModel:
     tensors, meta = load_tensors(Path(path))
     kind = meta.get("kind", "image")
-    vqvae_class, net_class = _KINDS[kind]
+    vqvae_class, net_class = VQVAE_KINDS[kind]
     net_cfg = config_from_dict(net_class, meta["net"])
     prior_cfg = config_from_dict(PriorConfig, meta["prior"])
     vqvae = vqvae_class(net_cfg)

@@ -7,6 +7,7 @@ The prior for audio, the codec and the container come later; this trains the aut
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import subprocess
@@ -21,8 +22,10 @@ from .media_audio import list_audio, load_audio
 from .mel import mel_distance
 from .model import AudioVQVAE
 from .nets_audio import AudioNetConfig
-from .training import stages_per_sample, train_loop
-from .weights import load_training_state
+from .prior import PriorConfig
+from .registry import save_model
+from .train_prior import train_prior
+from .training import load_trained_vqvae, resume_vqvae, stages_per_sample, train_loop
 
 DEBIAN_AUDIO_PACKAGES = ("wesnoth-1.16-music", "warzone2100-music", "ktuberling-data")
 
@@ -113,6 +116,7 @@ def train_audio_vqvae(
     lr: float = 3e-4,
     commit_weight: float = 0.25,
     full_rate_prob: float = 0.5,
+    init_weights: Path | None = None,
     cfg: AudioNetConfig | None = None,
     log_every: int = 50,
 ) -> Path:
@@ -122,9 +126,7 @@ def train_audio_vqvae(
     cfg = cfg or AudioNetConfig()
     model = AudioVQVAE(cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    step = 0
-    if state_path.exists():
-        step = load_training_state(state_path, model, optimizer)["step"]
+    step = resume_vqvae(model, optimizer, state_path, init_weights)
     sampler = SegmentSampler(paths, cfg.sample_rate, seconds, seed=step)
     torch.manual_seed(step)
     levels = model.num_stages
@@ -171,3 +173,63 @@ def training_audio(shared_train: Path, cache: Path) -> dict[str, list[Path]]:
         for path in list_audio(fetch_debian_audio(cache)):
             groups["speech" if "ktuberling" in path.parts else "music"].append(path)
     return groups
+
+
+def audio_prior_config(net: AudioNetConfig) -> PriorConfig:
+    """The audio prior: 1-D convolutions 5 frames wide (a context of +-8 frames, 0.1 s)."""
+    return PriorConfig(codebook_sizes=net.codebook_sizes, hidden=96, kernel=(1, 5), schedule="1d")
+
+
+@torch.no_grad()
+def audio_index_set(model: AudioVQVAE, groups: dict[str, list[Path]], count: int, seconds: float, seed: int):
+    """Index grids [count, L, 1, frames] of random training segments, as int16."""
+    sampler = SegmentSampler(groups, model.cfg.sample_rate, seconds, seed=seed)
+    out = []
+    for start in range(0, count, 16):
+        latents = model.encoder(sampler.sample(min(16, count - start)))
+        out.append(model.quantizer.encode(latents, model.num_stages).to(torch.int16))
+    return torch.cat(out)
+
+
+def train_audio_model(
+    groups: dict[str, list[Path]],
+    out: Path,
+    cache: Path,
+    vqvae_minutes: float,
+    prior_minutes: float,
+    name: str = "aud1",
+    lr: float = 4e-4,
+) -> dict:
+    """Rebuild a shipped audio model: resume the VQ-VAE, train the prior, export both (with
+    `prior_minutes` <= 0 only the VQ-VAE trains). Writes `out` and its .json training report."""
+    init = out if out.exists() else None
+    if vqvae_minutes > 0:
+        train_audio_vqvae(groups, cache, vqvae_minutes, lr=lr, init_weights=init)
+    vqvae, vqvae_steps = load_trained_vqvae(cache, "audio", init)
+    if prior_minutes <= 0:
+        return {"vqvae_steps": vqvae_steps, "prior_steps": 0}
+    # Every 20th file of each group is held out to measure the prior; a subset of the rest
+    # (every 3rd file) gives the training grids, to keep loading short.
+    held_out = {k: v[::20] for k, v in groups.items()}
+    train = {k: [p for i, p in enumerate(v) if i % 20 and i % 3 == 1] for k, v in groups.items()}
+    grids = audio_index_set(vqvae, train, 2000, seconds=4.0, seed=1)
+    val = audio_index_set(vqvae, held_out, 64, seconds=4.0, seed=2)
+    prior, report = train_prior(grids, val, audio_prior_config(vqvae.cfg), cache, prior_minutes)
+    log_path = cache / "vqvae_log.jsonl"
+    log = [json.loads(line) for line in open(log_path)] if log_path.exists() else []
+    meta = {
+        "prior": asdict(prior.cfg),
+        "vqvae_steps": vqvae_steps,
+        "prior_steps": report["steps"],
+        "training_files": {k: len(v) for k, v in groups.items()},
+    }
+    save_model(out, name, vqvae, prior.to_integer(), meta)
+    card = {
+        **meta,
+        "net": asdict(vqvae.cfg),
+        "hardware": f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}",
+        "prior_report": report,
+        "vqvae_curve": log[:: max(1, len(log) // 200)],
+    }
+    out.with_suffix(".json").write_text(json.dumps(card, indent=1))
+    return card

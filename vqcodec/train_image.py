@@ -24,8 +24,7 @@ from .nets import ImageNetConfig
 from .prior import PriorConfig
 from .registry import save_model
 from .train_prior import train_prior
-from .training import stages_per_sample, train_loop
-from .weights import config_from_dict, load_tensors, load_training_state
+from .training import load_trained_vqvae, resume_vqvae, stages_per_sample, train_loop
 
 # 128x128 crops are too small for five MS-SSIM scales with the usual 11-pixel window: use 7.
 MSSSIM_WINDOW = 7
@@ -93,17 +92,7 @@ def train_vqvae(
     cfg = cfg or ImageNetConfig()
     model = ImageVQVAE(cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    step = 0
-    if state_path.exists():
-        meta = load_training_state(state_path, model, optimizer)
-        step = meta["step"]
-        print(f"resumed from {state_path} at step {step}")
-    elif init_weights is not None:
-        tensors, meta = load_tensors(init_weights)
-        model.load_state_dict({k[6:]: v.float() for k, v in tensors.items() if k.startswith("vqvae.")}, strict=False)
-        model.quantizer.restart_statistics()
-        step = meta.get("vqvae_steps", 0)
-        print(f"started from shipped weights {init_weights} (step {step}, fresh optimizer)")
+    step = resume_vqvae(model, optimizer, state_path, init_weights)
     sampler = CropSampler(data, crop, seed=step)
     torch.manual_seed(step)
     levels = model.num_stages
@@ -144,21 +133,8 @@ def train_vqvae(
 
 
 def load_vqvae(cache: Path, init_weights: Path | None = None) -> tuple[ImageVQVAE, int]:
-    """The VQ-VAE from the training state in `cache`, else from shipped weights."""
-    state_path = cache / "vqvae_state.safetensors"
-    if state_path.exists():
-        tensors, meta = load_tensors(state_path)
-        cfg = config_from_dict(ImageNetConfig, meta["config"])
-        model = ImageVQVAE(cfg)
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        return model.eval(), meta["step"]
-    if init_weights is None:
-        raise FileNotFoundError(f"no VQ-VAE training state in {cache} and no weights given")
-    tensors, meta = load_tensors(init_weights)
-    cfg = config_from_dict(ImageNetConfig, meta["net"])
-    model = ImageVQVAE(cfg)
-    model.load_state_dict({k[6:]: v.float() for k, v in tensors.items() if k.startswith("vqvae.")}, strict=False)
-    return model.eval(), meta.get("vqvae_steps", 0)
+    """The image VQ-VAE from the training state in `cache`, else from shipped weights."""
+    return load_trained_vqvae(cache, "image", init_weights)
 
 
 @torch.no_grad()

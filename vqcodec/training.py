@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .weights import save_training_state
+from .weights import config_from_dict, load_tensors, load_training_state, save_training_state
 
 
 class StopFlag:
@@ -80,3 +80,41 @@ def stages_per_sample(batch: int, levels: int, full_rate_prob: float) -> torch.T
     stages = torch.randint(1, levels + 1, (batch,))
     stages[torch.rand(batch) < full_rate_prob] = levels
     return stages
+
+
+def resume_vqvae(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, state_path: Path, init_weights: Path | None
+) -> int:
+    """Load the full training state if there is one, else the compact shipped weights (with a
+    fresh optimizer, so training survives a lost cache); returns the step reached."""
+    if state_path.exists():
+        step = load_training_state(state_path, model, optimizer)["step"]
+        print(f"resumed from {state_path} at step {step}")
+        return step
+    if init_weights is not None:
+        tensors, meta = load_tensors(init_weights)
+        model.load_state_dict({k[6:]: v.float() for k, v in tensors.items() if k.startswith("vqvae.")}, strict=False)
+        model.quantizer.restart_statistics()
+        step = meta.get("vqvae_steps", 0)
+        print(f"started from shipped weights {init_weights} (step {step}, fresh optimizer)")
+        return step
+    return 0
+
+
+def load_trained_vqvae(cache: Path, kind: str, init_weights: Path | None = None):
+    """(VQ-VAE in eval mode, step) from the training state in `cache`, else from shipped weights."""
+    from .registry import VQVAE_KINDS
+
+    vqvae_class, cfg_class = VQVAE_KINDS[kind]
+    state_path = cache / "vqvae_state.safetensors"
+    if state_path.exists():
+        tensors, meta = load_tensors(state_path)
+        model = vqvae_class(config_from_dict(cfg_class, meta["config"]))
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        return model.eval(), meta["step"]
+    if init_weights is None:
+        raise FileNotFoundError(f"no VQ-VAE training state in {cache} and no weights given")
+    tensors, meta = load_tensors(init_weights)
+    model = vqvae_class(config_from_dict(cfg_class, meta["net"]))
+    model.load_state_dict({k[6:]: v.float() for k, v in tensors.items() if k.startswith("vqvae.")}, strict=False)
+    return model.eval(), meta.get("vqvae_steps", 0)
