@@ -361,6 +361,58 @@ def train_image(
         click.echo(f"VQ-VAE at step {card['vqvae_steps']} (state in {cache}); no prior trained, nothing exported")
 
 
+@train.command("audio")
+@click.option(
+    "--data",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="Folder of training speech (searched recursively).",
+)
+@click.option(
+    "--music/--no-music",
+    default=True,
+    show_default=True,
+    help="Add the Debian soundtracks and many-voice speech (downloaded once with apt-get, then cached).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("models/aud1.safetensors"),
+    show_default=True,
+    help="Model file to write (its stem is the model name).",
+)
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None, help="Training state folder.")
+@click.option("--vqvae-minutes", type=float, default=60, show_default=True)
+@click.option("--prior-minutes", type=float, default=15, show_default=True)
+@click.option("--lr", type=float, default=4e-4, show_default=True, help="VQ-VAE learning rate (lower it to anneal).")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch.")
+def train_audio(
+    data: Path,
+    music: bool,
+    out: Path,
+    cache: Path | None,
+    vqvae_minutes: float,
+    prior_minutes: float,
+    lr: float,
+    threads: int | None,
+) -> None:
+    """Resume the audio VQ-VAE from its cached state (or from OUT), train the prior, export OUT."""
+    import torch
+
+    from vqcodec.media_audio import list_audio
+    from vqcodec.train_audio import train_audio_model, training_audio
+
+    if threads:
+        torch.set_num_threads(threads)
+    cache = cache or Path.home() / ".cache" / "vqcodec" / out.stem
+    groups = training_audio(data, cache.parent / "audio-src") if music else {"speech": list_audio(data)}
+    card = train_audio_model(groups, out, cache, vqvae_minutes, prior_minutes, name=out.stem, lr=lr)
+    if card["prior_steps"]:
+        click.echo(f"wrote {out} (VQ-VAE {card['vqvae_steps']} steps, prior {card['prior_steps']} steps)")
+    else:
+        click.echo(f"VQ-VAE at step {card['vqvae_steps']} (state in {cache}); no prior trained, nothing exported")
+
+
 @main.group()
 def bench() -> None:
     """Measure rate, quality and speed against other codecs."""
@@ -403,6 +455,36 @@ def bench_image(
             f"BD-rate vs {row['baseline']:>8}: PSNR {fmt(row['bd_rate_psnr_percent'])}, "
             f"MS-SSIM {fmt(row['bd_rate_ms_ssim_percent'])}"
         )
+    click.echo(f"results in {output}")
+
+
+@bench.command("audio")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("results/audio"),
+    show_default=True,
+    help="Folder for the JSON results and plots.",
+)
+@click.option("-m", "--model", default=DEFAULT_AUDIO_MODEL, show_default=True)
+@click.option("-b", "--bitrate", "bitrates", type=float, multiple=True, help="vqcodec kbps [default: 1.5 3 6 12].")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+def bench_audio_cmd(folder: Path, output: Path, model: str, bitrates: tuple[float, ...], device: str) -> None:
+    """Every sound in FOLDER with vqcodec at each bitrate and Opus at 6-24 kbps (speech: files named speech*)."""
+    from vqcodec.bench_audio import bench_audio
+
+    summary = bench_audio(folder, output, model, device, list(bitrates) or None, progress=sys.stderr.isatty())
+    for name, groups in summary["codecs"].items():
+        for group, r in groups.items():
+            points = ", ".join(
+                f"{k:.2f} kbps mel {m:.3f}" + (f" PESQ {p:.2f} STOI {s:.3f}" if group == "speech" else "")
+                for k, m, p, s in zip(
+                    r["kbps"], r["mel"], r.get("pesq", r["mel"]), r.get("stoi", r["mel"]), strict=True
+                )
+            )
+            click.echo(f"{name} {group}: {points}")
     click.echo(f"results in {output}")
 
 

@@ -27,6 +27,8 @@ def build_tiny_model(path: Path, name: str = "tiny", seed: int = 0) -> Path:
     prior.calibrate(grids)
     save_model(path, name, vqvae, prior.to_integer(), {"prior": asdict(TINY_PRIOR)})
     return path
+
+
 # 600 index frames per second: a 750-frame segment is 1.25 s, so short clips span segments.
 TINY_AUDIO_NET = AudioNetConfig(base_width=4, strides=(2, 4, 5), latent_dim=4, codebook_sizes=(16,) * 4)
 TINY_AUDIO_PRIOR = PriorConfig(

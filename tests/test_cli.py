@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -105,3 +106,55 @@ def test_atomic_write_removes_its_partial_file(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         _write_atomic(tmp_path / "out.vqc", write_then_die)
     assert list(tmp_path.iterdir()) == []
+
+
+def _write_sound(path, rate=22050, seconds=1.5, channels=2):
+    import soundfile
+
+    t = np.arange(int(rate * seconds)) / rate
+    wave = np.stack([0.3 * np.sin(2 * np.pi * (200 + 150 * c) * t) for c in range(channels)], 1)
+    soundfile.write(path, wave, rate)
+    return path
+
+
+def test_audio_compress_decompress_info(tmp_path):
+    import soundfile
+
+    src = _write_sound(tmp_path / "talk.flac")
+    runner = CliRunner()
+    result = runner.invoke(main, ["compress", str(src), "-b", "5", "-m", "tinyaudio"])
+    assert result.exit_code == 0, result.output
+    vqc = tmp_path / "talk.vqc"
+    assert "kbps" in result.output and "stages 2+0" in result.output
+    fields = json.loads(runner.invoke(main, ["info", str(vqc), "--json"]).output)
+    assert (fields["kind"], fields["sample_rate"], fields["channels"], fields["samples"]) == ("audio", 22050, 2, 33075)
+    assert fields["duration_s"] == 1.5 and fields["bytes"] == vqc.stat().st_size
+    assert fields["kbps"] == pytest.approx(vqc.stat().st_size * 8 / 1000 / 1.5, abs=1e-3)
+    result = runner.invoke(main, ["decompress", str(vqc)])
+    assert result.exit_code == 0, result.output
+    decoded = soundfile.info(str(tmp_path / "talk.vqc.wav"))
+    assert (decoded.samplerate, decoded.channels, decoded.frames) == (22050, 2, 33075)
+    assert runner.invoke(main, ["decompress", str(vqc)]).exit_code == 2  # exists: needs --force
+    assert runner.invoke(main, ["decompress", str(vqc), "-o", str(tmp_path / "x.flac")]).exit_code == 0
+    assert soundfile.info(str(tmp_path / "x.flac")).frames == 33075
+    assert runner.invoke(main, ["decompress", str(vqc), "-o", str(tmp_path / "x.mp4")]).exit_code == 2
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_audio_on_stdin_is_recognised(tmp_path):
+    src = _write_sound(tmp_path / "a.wav", channels=1)
+    result = CliRunner().invoke(main, ["compress", "-", "-m", "tinyaudio"], input=src.read_bytes())
+    assert result.exit_code == 0
+    assert result.stdout_bytes[:5] == b"VQC\x01\x01"
+
+
+def test_bad_audio_exit_status(tmp_path):
+    import soundfile
+
+    bad = tmp_path / "nan.wav"
+    soundfile.write(bad, np.array([0.0, np.nan, 0.1], dtype=np.float32), 8000, subtype="FLOAT")
+    result = CliRunner().invoke(main, ["compress", str(bad), "-m", "tinyaudio"])
+    assert result.exit_code == 3 and "NaN" in result.output
+    empty = tmp_path / "empty.flac"
+    empty.write_bytes(b"")
+    assert CliRunner().invoke(main, ["compress", str(empty), "-m", "tinyaudio"]).exit_code == 3
