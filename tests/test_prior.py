@@ -22,25 +22,25 @@ from .conftest import TINY_NET, TINY_PRIOR
 
 def reference_conv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Integer convolution in int64 by explicit shifted sums (no floating point at all)."""
-    k = w.shape[-1]
-    xp = F.pad(x.to(torch.int64), (k // 2,) * 4)
+    kh, kw = w.shape[-2:]
+    xp = F.pad(x.to(torch.int64), (kw // 2, kw // 2, kh // 2, kh // 2))
     h, wd = x.shape[-2:]
     out = torch.zeros(x.shape[0], w.shape[0], h, wd, dtype=torch.int64)
-    for dy in range(k):
-        for dx in range(k):
+    for dy in range(kh):
+        for dx in range(kw):
             patch = xp[:, :, dy : dy + h, dx : dx + wd]
             out += torch.einsum("bchw,oc->bohw", patch, w[:, :, dy, dx].to(torch.int64))
     return out
 
 
-@pytest.mark.parametrize("channels,k", [(97, 3), (64, 3), (64, 1)])
-def test_exact_conv_matches_int64_reference_at_extremes(channels, k):
-    gen = torch.Generator().manual_seed(channels + k)
+@pytest.mark.parametrize("channels,kh,kw", [(97, 3, 3), (64, 3, 3), (64, 1, 1), (129, 1, 5), (96, 1, 5)])
+def test_exact_conv_matches_int64_reference_at_extremes(channels, kh, kw):
+    gen = torch.Generator().manual_seed(channels + kh + kw)
     # Worst case: every input and weight at the largest magnitude, all with the same sign.
     x = torch.full((1, channels, 9, 11), ACT_MAX, dtype=torch.float32)
-    w = torch.full((5, channels, k, k), ACT_MAX, dtype=torch.float32)
+    w = torch.full((5, channels, kh, kw), ACT_MAX, dtype=torch.float32)
     w[1] = -ACT_MAX
-    w[2:] = torch.randint(-ACT_MAX, ACT_MAX + 1, (3, channels, k, k), generator=gen).float()
+    w[2:] = torch.randint(-ACT_MAX, ACT_MAX + 1, (3, channels, kh, kw), generator=gen).float()
     x[:, :, ::2] = torch.randint(0, ACT_MAX + 1, (1, channels, 5, 11), generator=gen).float()
     got = exact_conv(x, w)
     want = reference_conv(x, w)
@@ -125,10 +125,10 @@ else:
 """
 
 
-def _run(threads: int, mode: str, path: Path) -> str:
+def _run(threads: int, mode: str, path: Path, worker: str = WORKER) -> str:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     result = subprocess.run(
-        [sys.executable, "-c", WORKER, str(threads), mode, str(path)], env=env, capture_output=True, text=True
+        [sys.executable, "-c", worker, str(threads), mode, str(path)], env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -140,6 +140,44 @@ def test_encode_and_decode_with_different_thread_counts(tmp_path, enc_threads, d
     encoded = json.loads(_run(enc_threads, "encode", path))
     decoded = json.loads(_run(dec_threads, "decode", path))
     assert decoded == encoded
+
+
+AUDIO_WORKER = r"""
+import json, sys, torch
+from pathlib import Path
+torch.set_num_threads(int(sys.argv[1]))
+from vqcodec import codec_audio
+mode, path = sys.argv[2], Path(sys.argv[3])
+out = {}
+for kbps in (2.4, 4.8, 9.6):
+    if mode == "encode":
+        import numpy as np
+        rng = np.random.default_rng(2)
+        t = np.arange(44100 * 3) / 44100
+        wave = np.stack([np.sin(2 * np.pi * 300 * t), np.sin(2 * np.pi * 450 * t)]) * 0.3
+        wave = (wave + 0.05 * rng.standard_normal(wave.shape)).astype(np.float32)
+        header, chunks, indices = codec_audio.encode_audio((wave, 44100), kbps, model="tinyaudio", device="cpu")
+        Path(f"{path}.{kbps}").write_bytes(codec_audio.container.pack_audio(header, chunks))
+    else:
+        indices = list(codec_audio.decode_audio_indices(Path(f"{path}.{kbps}").read_bytes(), device="cpu"))
+    out[kbps] = [[g.flatten().tolist() for g in segment] for segment in indices]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("enc_threads,dec_threads", [(1, 2), (2, 1)])
+def test_audio_encode_and_decode_with_different_thread_counts(tmp_path, enc_threads, dec_threads):
+    path = tmp_path / "snd"
+    encoded = json.loads(_run(enc_threads, "encode", path, AUDIO_WORKER))
+    decoded = json.loads(_run(dec_threads, "decode", path, AUDIO_WORKER))
+    assert decoded == encoded and len(encoded["4.8"]) == 3  # three segments, all identical
+
+
+def test_one_dimensional_schedule():
+    passes = pass_map(1, 9, schedule="1d")
+    assert passes.tolist() == [[0, 2, 1, 3, 0, 2, 1, 3, 0]]
+    with pytest.raises(ValueError):
+        pass_map(2, 2, schedule="spiral")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
