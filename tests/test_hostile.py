@@ -33,12 +33,24 @@ def _recrc(body: bytes) -> bytes:
 
 
 def _decode(data: bytes) -> None:
+    """Decode as the command line does (image or audio by the file's kind): only our errors."""
     start = time.perf_counter()
     try:
-        vqcodec.decompress(data, device="cpu")
+        if vqcodec.kind_of(data) == "audio":
+            vqcodec.decompress_audio(data, device="cpu")
+        else:
+            vqcodec.decompress(data, device="cpu")
     except VqcodecError:
         pass
     assert time.perf_counter() - start < 5
+
+
+@pytest.fixture(scope="module")
+def valid_audio(models_dir):
+    os.environ["VQCODEC_MODELS"] = str(models_dir)
+    t = np.arange(int(22050 * 1.6)) / 22050
+    wave = np.stack([np.sin(2 * np.pi * 300 * t), np.sin(2 * np.pi * 500 * t)]).astype(np.float32) * 0.3
+    return vqcodec.compress_audio((wave, 22050), bitrate=9.6, model="tinyaudio")
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
@@ -47,6 +59,7 @@ def test_random_bytes(data):
     _decode(data)
     _decode(b"VQC\x01" + data)
     _decode(_recrc(b"VQC\x01" + data + b"\x00\x00\x00\x00"))
+    _decode(b"VQC\x01\x01" + data)
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
@@ -60,6 +73,41 @@ def test_mutated_valid_files(valid_file, data):
     _decode(bytes(body))
     _decode(_recrc(bytes(body)))
     _decode(_recrc(bytes(body[:cut])))
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_mutated_audio_files(valid_audio, data):
+    body = bytearray(valid_audio)
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(body) - 1))
+        body[i] = data.draw(st.integers(0, 255))
+    _decode(bytes(body))
+    _decode(bytes(body[: data.draw(st.integers(0, len(body)))]))
+    _decode(_recrc_audio_header(bytes(body)))
+
+
+def _recrc_audio_header(data: bytes) -> bytes:
+    """Make an audio file's header CRC right again (where the header still parses)."""
+    try:
+        header, chunks = container.unpack_audio(data)
+    except CorruptFileError:
+        return data
+    return container.pack_audio(header, chunks)
+
+
+def test_every_truncation_and_bit_flip_of_an_audio_file_is_refused(valid_audio):
+    for n in range(len(valid_audio)):
+        with pytest.raises(CorruptFileError):
+            vqcodec.decompress_audio(valid_audio[:n])
+    header_size = len(valid_audio) - sum(len(c.payload) + 8 for c in container.unpack_audio(valid_audio)[1])
+    # Every bit of the header; payload and CRC bytes at a stride (each of those costs a decode).
+    for i in [*range(header_size), *range(header_size, len(valid_audio), 41)]:
+        for bit in (0, 3, 7) if i < header_size else (5,):
+            body = bytearray(valid_audio)
+            body[i] ^= 1 << bit
+            with pytest.raises(VqcodecError):
+                vqcodec.decompress_audio(bytes(body))
 
 
 def test_damaged_payload_with_valid_file_crc_fails_the_indices_crc(valid_file):
