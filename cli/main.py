@@ -488,6 +488,26 @@ def bench_audio_cmd(folder: Path, output: Path, model: str, bitrates: tuple[floa
     click.echo(f"results in {output}")
 
 
+@bench.command("long")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("results/long.json"))
+@click.option("--minutes", "minutes", type=float, multiple=True, help="Durations [default: 1 10 60].")
+@click.option("-b", "--bitrate", type=float, default=6.0, show_default=True)
+@click.option("-m", "--model", default=DEFAULT_AUDIO_MODEL, show_default=True)
+def bench_long_cmd(source: Path, output: Path, minutes: tuple[float, ...], bitrate: float, model: str) -> None:
+    """Time and peak memory of compress/decompress of long 44.1 kHz stereo files looped from SOURCE."""
+    from vqcodec.bench_audio import bench_long
+
+    rows = bench_long(source, list(minutes) or [1, 10, 60], bitrate, model, output.parent / ".long-work")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(rows, indent=1))
+    for r in rows:
+        click.echo(
+            f"{r['minutes']:g} min: encode {r['encode_realtime_x']:.1f}x real time ({r['encode_peak_rss_mb']:.0f} MB), "
+            f"decode {r['decode_realtime_x']:.1f}x ({r['decode_peak_rss_mb']:.0f} MB), {r['kbps']:.2f} kbps"
+        )
+
+
 @bench.command("large")
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(

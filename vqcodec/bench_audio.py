@@ -231,3 +231,59 @@ def bench_audio(
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     plot_audio(all_results, out_dir)
     return summary
+
+
+def _run_measured(args: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of a command, by GNU time."""
+    import subprocess
+
+    start = time.perf_counter()
+    result = subprocess.run(["/usr/bin/time", "-v", *args], capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if result.returncode:
+        raise RuntimeError(f"{args} failed: {result.stderr[-2000:]}")
+    rss_kb = next(int(line.split()[-1]) for line in result.stderr.splitlines() if "Maximum resident set size" in line)
+    return wall, rss_kb / 1024
+
+
+def bench_long(source: Path, minutes: list[float], bitrate: float, model: str, work: Path) -> list[dict]:
+    """Time and peak memory of the command line on long 44.1 kHz stereo FLAC files made by
+    looping `source` (one fresh process per command, so the peak is that file's)."""
+    import shutil
+
+    import soundfile
+
+    samples, _ = load_audio(source, 44100)
+    stereo = np.stack([samples[0], samples[-1]], 1) if samples.shape[0] > 1 else np.repeat(samples.T, 2, 1)
+    exe = shutil.which("vqcodec") or "vqcodec"
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for m in minutes:
+        flac, vqc, wav = work / f"long{m:g}.flac", work / f"long{m:g}.vqc", work / f"long{m:g}.wav"
+        for p in (vqc, wav):
+            p.unlink(missing_ok=True)
+        total = int(m * 60 * 44100)
+        with soundfile.SoundFile(flac, "w", 44100, 2, "PCM_16") as f:
+            for start in range(0, total, len(stereo)):
+                f.write(stereo[: min(len(stereo), total - start)])
+        enc_s, enc_mb = _run_measured([exe, "compress", str(flac), "-o", str(vqc), "-b", str(bitrate), "-m", model])
+        dec_s, dec_mb = _run_measured([exe, "decompress", str(vqc), "-o", str(wav)])
+        seconds = total / 44100
+        rows.append(
+            {
+                "minutes": m,
+                "bitrate": bitrate,
+                "vqc_bytes": vqc.stat().st_size,
+                "kbps": vqc.stat().st_size * 8 / 1000 / seconds,
+                "encode_s": enc_s,
+                "decode_s": dec_s,
+                "encode_realtime_x": seconds / enc_s,
+                "decode_realtime_x": seconds / dec_s,
+                "encode_peak_rss_mb": enc_mb,
+                "decode_peak_rss_mb": dec_mb,
+                "decoded_samples_match": soundfile.info(str(wav)).frames == total,
+            }
+        )
+        for p in (flac, vqc, wav):
+            p.unlink()
+    return rows

@@ -160,10 +160,15 @@ class _Resampler:
 @torch.inference_mode()
 def _encode_segment(model: CodecModel, window: np.ndarray, frames: int, stages: tuple[int, ...]) -> list[torch.Tensor]:
     """Model-rate streams [S, (HALO + frames + HALO) * hop] -> indices [q_s, 1, frames] per stream."""
-    wave = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))[:, None].to(model.device)
-    latents = model.vqvae.encoder(wave)[..., HALO_FRAMES : HALO_FRAMES + frames]
-    indices = model.vqvae.quantizer.encode(latents, max(stages)).cpu()  # [S, q, 1, frames]
-    return [indices[s, :q] for s, q in enumerate(stages)]
+    coded = [s for s, q in enumerate(stages) if q]  # a stream with no stage needs no encoding
+    grids = [torch.zeros(0, 1, frames, dtype=torch.int64) for _ in stages]
+    if coded:
+        wave = torch.from_numpy(np.ascontiguousarray(window[coded], dtype=np.float32))[:, None].to(model.device)
+        latents = model.vqvae.encoder(wave)[..., HALO_FRAMES : HALO_FRAMES + frames]
+        indices = model.vqvae.quantizer.encode(latents, max(stages)).cpu()  # [S', q, 1, frames]
+        for row, s in enumerate(coded):
+            grids[s] = indices[row, : stages[s]]
+    return grids
 
 
 def _chunk(model: CodecModel, segment: int, stream: int, grid: torch.Tensor) -> AudioChunk:

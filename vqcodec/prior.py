@@ -46,6 +46,7 @@ LOGIT_RANGE = 16 * 12  # logits more than 12 nats under the maximum share the sm
 LUT_BITS = 16
 SHIFT = 24  # fixed-point bits of the integer rescaling multipliers
 EXACT_LIMIT = 2**24  # float32 represents every integer below this exactly
+MULT_BITS = 28  # rescaling multipliers stay below 2**28, so products stay below 2**52
 
 
 @dataclass(frozen=True)
@@ -223,10 +224,16 @@ def exact_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 def rescale(acc: torch.Tensor, mult: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """round(acc * mult / 2**SHIFT + bias / 2**SHIFT) per channel, in int64 ([B, O, ...])."""
+    """floor((acc * mult + bias + 2**(SHIFT-1)) / 2**SHIFT) per channel ([B, O, ...]), as
+    integer-valued float64.
+
+    float64 is exact here, and much faster than int64 on CPUs: |acc| < 2**24 and
+    |mult| < 2**MULT_BITS (both checked when the prior is built) keep every product and sum an
+    integer below 2**53, and dividing by a power of two and flooring are exact.
+    """
     shape = (1, -1) + (1,) * (acc.dim() - 2)
-    total = acc.to(torch.int64) * mult.view(shape) + bias.view(shape) + (1 << (SHIFT - 1))
-    return total >> SHIFT
+    total = acc.double() * mult.double().view(shape) + (bias.double() + 2.0 ** (SHIFT - 1)).view(shape)
+    return torch.floor(total * 2.0**-SHIFT)
 
 
 class IntegerPrior:
@@ -244,59 +251,73 @@ class IntegerPrior:
         return pass_map(h, w, self.device, self.cfg.schedule)
 
     def _check_bounds(self) -> None:
-        """Refuse a prior whose accumulators could exceed float32's exact-integer range."""
+        """Refuse a prior whose accumulators could exceed float32's exact-integer range, or whose
+        rescaling could exceed float64's."""
         for name, w in self.t.items():
             if name.endswith("weight"):
                 worst = w.to(torch.int64).abs().flatten(1).sum(1).max().item() * ACT_MAX
                 if worst >= EXACT_LIMIT:
                     raise ValueError(f"prior layer {name} could reach {worst}, above 2**24: not exact")
+            if name.endswith("mult") and w.abs().max().item() >= 2**MULT_BITS:
+                raise ValueError(f"prior multiplier {name} is above 2**{MULT_BITS}: not exact")
+            if name.endswith("bias") and w.abs().max().item() >= 2**52:
+                raise ValueError(f"prior bias {name} is above 2**52: not exact")
 
     def _inputs(self, indices: torch.Tensor, stage: int, decoded: torch.Tensor) -> torch.Tensor:
+        """Input planes of stages 0..stage and the decoded mask; the planes of finer stages
+        are zero, so they and their weights (see `_first_weight`) are left out."""
         b, _, h, w = indices.shape
         planes = []
-        for t in range(self.cfg.num_stages):
-            if t > stage:
-                planes.append(torch.zeros(b, self.cfg.embed_dim, h, w, device=self.device))
-                continue
+        for t in range(stage + 1):
             plane = self.f[f"embed.{t}"][indices[:, t]].permute(0, 3, 1, 2)
             planes.append(plane * decoded if t == stage else plane)
         planes.append((decoded * EMBED_SCALE).expand(b, 1, h, w))
         return torch.cat(planes, 1)
 
-    def logits(self, indices: torch.Tensor, stage: int, pass_: int) -> torch.Tensor:
-        """Integer logits [B, K_stage, h, w] (int64, in 1/LOGIT_STEPS nat)."""
+    def _first_weight(self, stage: int) -> torch.Tensor:
+        """The first layer's weights for the input channels of stages 0..stage and the mask."""
+        key = f"conv.0.weight.{stage}"
+        if key not in self.f:
+            w = self.f["conv.0.weight"]
+            self.f[key] = torch.cat([w[:, : (stage + 1) * self.cfg.embed_dim], w[:, -1:]], 1).contiguous()
+        return self.f[key]
+
+    def logits(self, indices: torch.Tensor, stage: int, pass_: int, at: torch.Tensor | None = None) -> torch.Tensor:
+        """Integer logits [B, K_stage, h, w] (integer-valued float64, in 1/LOGIT_STEPS nat), or
+        [B, K_stage, N] at the N positions where the [h, w] mask `at` is set."""
         # Reduced-precision matrix products (TF32, bf16) would break exactness.
         tf32, precision = torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision()
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.set_float32_matmul_precision("highest")
         try:
-            return self._logits(indices, stage, pass_)
+            return self._logits(indices, stage, pass_, at)
         finally:
             torch.backends.cuda.matmul.allow_tf32 = tf32
             torch.set_float32_matmul_precision(precision)
 
-    def _logits(self, indices: torch.Tensor, stage: int, pass_: int) -> torch.Tensor:
+    def _logits(self, indices: torch.Tensor, stage: int, pass_: int, at: torch.Tensor | None) -> torch.Tensor:
         h, w = indices.shape[-2:]
         decoded = (self.pass_map(h, w) < pass_).to(torch.float32)
         x = self._inputs(indices.to(self.device), stage, decoded)
         for i in range(self.cfg.layers):
-            acc = exact_conv(x, self.f[f"conv.{i}.weight"])
+            acc = exact_conv(x, self._first_weight(stage) if i == 0 else self.f[f"conv.{i}.weight"])
             bias = self.t[f"conv.{i}.bias"]
             bias = bias[stage] if i == 0 else bias
             x = torch.clamp(rescale(acc, self.t[f"conv.{i}.mult"], bias), 0, ACT_MAX).to(torch.float32)
-        acc = exact_conv(x, self.f[f"head.{stage}.weight"][:, :, None, None])
-        return rescale(acc, self.t[f"head.{stage}.mult"], self.t[f"head.{stage}.bias"])
+        # The 1x1 output head only where this pass needs it (a quarter of the positions).
+        x = x.flatten(2) if at is None else x[:, :, at]
+        acc = self.f[f"head.{stage}.weight"].flatten(1) @ x
+        out = rescale(acc, self.t[f"head.{stage}.mult"], self.t[f"head.{stage}.bias"])
+        return out.reshape(*out.shape[:2], h, w) if at is None else out
 
     def pmf(self, indices: torch.Tensor, stage: int, pass_: int) -> np.ndarray:
         """Probabilities [N, K] (float64, rows sum to 1) for the positions of `pass_`.
 
         `indices` is [1, L, h, w]; positions are in row-major order of the pass's positions.
         """
-        logits = self.logits(indices, stage, pass_)[0]  # [K, h, w]
-        h, w = logits.shape[-2:]
-        at = self.pass_map(h, w) == pass_
-        logits = logits[:, at].t()  # [N, K]
-        drop = torch.clamp(logits.amax(1, keepdim=True) - logits, max=LOGIT_RANGE)
+        at = self.pass_map(*indices.shape[-2:]) == pass_
+        logits = self.logits(indices, stage, pass_, at)[0].t()  # [N, K]
+        drop = torch.clamp(logits.amax(1, keepdim=True) - logits, max=LOGIT_RANGE).long()
         weights = self.t["lut"][drop]
         # Integer weights and an integer sum, then one correctly rounded division: identical
         # float64 probabilities everywhere.
