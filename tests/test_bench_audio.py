@@ -59,3 +59,4 @@ def test_opus_and_vqcodec_runs():
     assert set(ours["results"]) == {"speech", "music"} and len(ours["results"]["music"]["kbps"]) == 2
     assert ours["results"]["music"]["kbps"][0] < ours["results"]["music"]["kbps"][1]
     assert "pesq" in ours["per_clip"]["speech_a"][0] and "pesq" not in ours["per_clip"]["music_b"][0]
+    assert len(ours["results"]["speech"]["prior_saving"]) == 2 and "prior_saving" not in speech

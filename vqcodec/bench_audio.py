@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import resource
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ import soxr
 import torch
 from tqdm import tqdm
 
-from . import codec_audio
+from . import codec_audio, container
 from .bench import environment
 from .media_audio import list_audio, load_audio
 from .mel import mel_distance
@@ -41,6 +42,7 @@ class AudioCodec:
     rates: tuple[float, ...]
     encode: Callable[[np.ndarray, int, float], bytes]  # (samples [C, n], rate, kbps) -> file
     decode: Callable[[bytes], np.ndarray]  # file -> samples [C, n'] at the source rate
+    details: Callable[[bytes], dict] | None = None  # more fields of a coded file
 
 
 # --- metrics ----------------------------------------------------------------------------------
@@ -131,7 +133,15 @@ def vqcodec_audio_codec(model: str, device: str, rates: tuple[float, ...] = OURS
     def decode(data: bytes) -> np.ndarray:
         return codec_audio.decompress_audio(data, device=device)[0]
 
-    return AudioCodec("vqcodec", f"vqcodec audio model {model}", rates, encode, decode)
+    def details(data: bytes) -> dict:
+        """The prior's saving: payload bits against log2(K) bits for every coded index."""
+        header, chunks = container.unpack_audio(data)
+        sizes = codec_audio.load_audio_model(model, device).vqvae.cfg.codebook_sizes
+        raw = sum(sum(math.log2(k) for k in sizes[:q]) for q in header.stages) * header.frames
+        payload = 8 * sum(len(c.payload) for c in chunks)
+        return {"stages": list(header.stages), "raw_index_bits": raw, "payload_bits": payload}
+
+    return AudioCodec("vqcodec", f"vqcodec audio model {model}", rates, encode, decode, details)
 
 
 def _opus_rate(codec: AudioCodec, rate: int) -> int:
@@ -158,6 +168,7 @@ def run_audio_codec(codec: AudioCodec, clips: dict[str, tuple[np.ndarray, int]],
             row = {"target_kbps": kbps, "bytes": len(data), "kbps": len(data) * 8 / 1000 / seconds}
             row.update(audio_metrics(samples, decoded, rate, name.startswith("speech")))
             row.update({"encode_rtf": seconds / t_enc, "decode_rtf": seconds / t_dec})
+            row.update(codec.details(data) if codec.details else {})
             rows.append(row)
             bar.update()
         per_clip[name] = rows
@@ -173,6 +184,13 @@ def run_audio_codec(codec: AudioCodec, clips: dict[str, tuple[np.ndarray, int]],
         }
         results[group]["target_kbps"] = list(codec.rates)
         results[group]["clips"] = len(members)
+        if codec.details:  # over all clips of the group, weighted by their length
+            results[group]["prior_saving"] = [
+                1
+                - sum(per_clip[n][i]["payload_bits"] for n in members)
+                / sum(per_clip[n][i]["raw_index_bits"] for n in members)
+                for i in range(len(codec.rates))
+            ]
     return {"name": codec.name, "description": codec.description, "results": results, "per_clip": per_clip}
 
 
