@@ -38,6 +38,45 @@ def encode_grid(indices: torch.Tensor, prior: IntegerPrior) -> bytes:
     return encoder.get_compressed().astype("<u4").tobytes()
 
 
+def grid_bits(indices: torch.Tensor, prior: IntegerPrior) -> np.ndarray:
+    """Information content -log2 p of every index of a [q, h, w] grid under the prior, in the
+    coding schedule: [q, h, w] float64 whose sum is what the range coder spends (up to its
+    rounding of the probabilities and the padding of the last word)."""
+    q, h, w = indices.shape
+    grid = torch.zeros(1, prior.cfg.num_stages, h, w, dtype=torch.int64)
+    grid[0, :q] = indices
+    passes = prior.pass_map(h, w).cpu()
+    bits = np.zeros((q, h, w))
+    for stage in range(q):
+        for pass_ in range(NUM_PASSES):
+            at = passes == pass_
+            if not at.any():
+                continue
+            probs = prior.pmf(grid, stage, pass_)
+            symbols = indices[stage][at].numpy()
+            bits[stage][at.numpy()] = -np.log2(probs[np.arange(len(symbols)), symbols])
+    return bits
+
+
+def sample_grid(
+    prior: IntegerPrior, stages: int, h: int, w: int, temperature: float, rng: np.random.Generator
+) -> torch.Tensor:
+    """Draw a [stages, h, w] index grid from the prior, in the decoding schedule (ancestral
+    sampling): what a decoder would produce from a stream of random bits."""
+    grid = torch.zeros(1, prior.cfg.num_stages, h, w, dtype=torch.int64)
+    passes = prior.pass_map(h, w).cpu()
+    for stage in range(stages):
+        for pass_ in range(NUM_PASSES):
+            at = passes == pass_
+            if not at.any():
+                continue
+            probs = prior.pmf(grid, stage, pass_) ** (1.0 / temperature)
+            cdf = np.cumsum(probs / probs.sum(1, keepdims=True), 1)
+            draws = (cdf < rng.random((len(cdf), 1))).sum(1).clip(0, cdf.shape[1] - 1)
+            grid[0, stage][at] = torch.from_numpy(draws.astype(np.int64))
+    return grid[0, :stages]
+
+
 def decode_grid(data: bytes, prior: IntegerPrior, stages: int, h: int, w: int) -> torch.Tensor:
     """Inverse of encode_grid: bytes -> [stages, h, w] int64 indices."""
     if len(data) % 4:
