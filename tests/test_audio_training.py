@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile
+import torch
 
 from vqcodec.errors import BadInputError
 from vqcodec.media_audio import load_audio
@@ -48,3 +49,17 @@ def test_a_few_training_steps_and_resume(tmp_path):
     train_audio_vqvae(paths, cache, minutes=0.02, batch=2, seconds=0.1, cfg=TINY_AUDIO, log_every=1)
     lines = (cache / "vqvae_log.jsonl").read_text().splitlines()
     assert len(lines) > first and f'"step": {first + 1},' in lines[first]
+
+
+def test_resume_makes_the_same_steps_as_an_uninterrupted_run(tmp_path):
+    from vqcodec.weights import load_tensors
+
+    paths = [_tone(tmp_path / f"t{i}.wav", 24000, 0.5 + i) for i in range(2)]
+    args = {"minutes": 5, "batch": 2, "seconds": 0.1, "cfg": TINY_AUDIO, "log_every": 1}
+    straight = train_audio_vqvae(paths, tmp_path / "a", max_steps=6, **args)
+    train_audio_vqvae(paths, tmp_path / "b", max_steps=3, **args)
+    resumed = train_audio_vqvae(paths, tmp_path / "b", max_steps=6, **args)
+    (one, meta_one), (two, meta_two) = load_tensors(straight), load_tensors(resumed)
+    assert meta_one["step"] == meta_two["step"] == 6 and one.keys() == two.keys()
+    for key in one:
+        assert torch.equal(one[key], two[key]), key

@@ -79,16 +79,18 @@ class SegmentSampler:
             weights.append(len(mono))
         return clips, weights
 
-    def sample(self, batch: int) -> torch.Tensor:
+    def sample(self, batch: int, step: int | None = None) -> torch.Tensor:
+        """A batch of segments; with `step`, the same segments for the same step."""
+        rng = self.rng if step is None else random.Random(step)
         out = np.zeros((batch, 1, self.length), dtype=np.float32)
         picks = []
-        for clips, weights in self.rng.choices(self.groups, k=batch):
-            picks += self.rng.choices(clips, weights=weights, k=1)
+        for clips, weights in rng.choices(self.groups, k=batch):
+            picks += rng.choices(clips, weights=weights, k=1)
         for i, clip in enumerate(picks):
-            start = self.rng.randint(0, max(0, len(clip) - self.length))
+            start = rng.randint(0, max(0, len(clip) - self.length))
             piece = clip[start : start + self.length].astype(np.float32) / 32767
             peak = max(np.abs(piece).max(), 1e-4)
-            gain = 10 ** (self.rng.uniform(-20, 0) / 20) / peak
+            gain = 10 ** (rng.uniform(-20, 0) / 20) / peak
             out[i, 0, : len(piece)] = piece * min(gain, 10.0)
         return torch.from_numpy(out)
 
@@ -119,20 +121,21 @@ def train_audio_vqvae(
     init_weights: Path | None = None,
     cfg: AudioNetConfig | None = None,
     log_every: int = 50,
+    max_steps: int | None = None,
 ) -> Path:
-    """Train (or resume) the audio VQ-VAE for `minutes`; returns the state file."""
+    """Train (or resume) the audio VQ-VAE for `minutes` (or up to `max_steps`); returns the state file."""
     cache.mkdir(parents=True, exist_ok=True)
     state_path, log_path = cache / "vqvae_state.safetensors", cache / "vqvae_log.jsonl"
     cfg = cfg or AudioNetConfig()
+    torch.manual_seed(0)  # the same initial weights in every fresh run
     model = AudioVQVAE(cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     step = resume_vqvae(model, optimizer, state_path, init_weights)
-    sampler = SegmentSampler(paths, cfg.sample_rate, seconds, seed=step)
-    torch.manual_seed(step)
+    sampler = SegmentSampler(paths, cfg.sample_rate, seconds)
     levels = model.num_stages
 
-    def next_loss():
-        wave = sampler.sample(batch)
+    def next_loss(step: int):
+        wave = sampler.sample(batch, step)
         stages = stages_per_sample(batch, levels, full_rate_prob)
         recon, _, commit, usage = model(wave, stages)
         spectral = stft_loss(recon, wave)
@@ -161,6 +164,7 @@ def train_audio_vqvae(
         minutes,
         lr,
         log_every=log_every,
+        max_steps=max_steps,
     )
     return state_path
 

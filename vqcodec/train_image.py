@@ -49,16 +49,18 @@ class CropSampler:
         if not self.images:
             raise ValueError(f"no training image is at least {crop} pixels on its short side")
 
-    def sample(self, batch: int) -> torch.Tensor:
+    def sample(self, batch: int, step: int | None = None) -> torch.Tensor:
+        """A batch of crops; with `step`, the same crops for the same step, whatever came before."""
+        rng = self.rng if step is None else random.Random(step)
         out = np.empty((batch, self.crop, self.crop, 3), dtype=np.uint8)
         for i in range(batch):
-            im = self.rng.choice(self.images)
+            im = rng.choice(self.images)
             w, h = im.size
-            scale = self.rng.uniform(max(0.5, self.crop / min(w, h)), 1.0)
+            scale = rng.uniform(max(0.5, self.crop / min(w, h)), 1.0)
             side = min(int(round(self.crop / scale)), w, h)
-            x0, y0 = self.rng.randint(0, w - side), self.rng.randint(0, h - side)
+            x0, y0 = rng.randint(0, w - side), rng.randint(0, h - side)
             patch = im.crop((x0, y0, x0 + side, y0 + side)).resize((self.crop, self.crop), Image.BICUBIC)
-            if self.rng.random() < 0.5:
+            if rng.random() < 0.5:
                 patch = patch.transpose(Image.FLIP_LEFT_RIGHT)
             out[i] = np.asarray(patch)
         return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
@@ -90,15 +92,15 @@ def train_vqvae(
     cache.mkdir(parents=True, exist_ok=True)
     state_path, log_path = cache / "vqvae_state.safetensors", cache / "vqvae_log.jsonl"
     cfg = cfg or ImageNetConfig()
+    torch.manual_seed(0)  # the same initial weights in every fresh run
     model = ImageVQVAE(cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     step = resume_vqvae(model, optimizer, state_path, init_weights)
-    sampler = CropSampler(data, crop, seed=step)
-    torch.manual_seed(step)
+    sampler = CropSampler(data, crop)
     levels = model.num_stages
 
-    def next_loss():
-        images = sampler.sample(batch)
+    def next_loss(step: int):
+        images = sampler.sample(batch, step)
         stages = stages_per_sample(batch, levels, full_rate_prob)
         recon, _, commit, usage = model(images, stages)
         msssim = ms_ssim(recon.clamp(0, 1), images, data_range=1.0, win_size=MSSSIM_WINDOW)

@@ -31,7 +31,7 @@ def train_loop(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     step: int,
-    next_loss: Callable[[], tuple[torch.Tensor, Callable[[], dict]]],
+    next_loss: Callable[[int], tuple[torch.Tensor, Callable[[], dict]]],
     state_path: Path,
     log_path: Path,
     meta: dict,
@@ -40,16 +40,23 @@ def train_loop(
     warmup: int = 200,
     log_every: int = 50,
     save_every_s: float = 300,
+    max_steps: int | None = None,
 ) -> int:
-    """Run optimisation steps for `minutes`; `next_loss()` gives (loss, a function returning the
-    values to log). Returns the step count reached, the state being saved."""
+    """Run optimisation steps for `minutes` (or up to `max_steps`); `next_loss(step)` gives
+    (loss, a function returning the values to log). Returns the step count reached, the state
+    being saved.
+
+    Every random draw of step n comes from generators seeded with n (torch here, the data
+    samplers from the step they are given), so a resumed run makes exactly the steps an
+    uninterrupted run would have made."""
     stop = StopFlag()
     model.train()
     t_end = time.time() + minutes * 60
     t_save = time.time() + save_every_s
     t_log, steps_since_log = time.time(), 0
-    while time.time() < t_end and not stop.stop:
-        loss, log_values = next_loss()
+    while time.time() < t_end and not stop.stop and (max_steps is None or step < max_steps):
+        torch.manual_seed(step)
+        loss, log_values = next_loss(step)
         for group in optimizer.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / warmup)
         optimizer.zero_grad(set_to_none=True)
