@@ -397,104 +397,104 @@ def train() -> None:
     """Train (or resume training of) a codec model."""
 
 
-@train.command("image")
-@click.option(
-    "--data",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    required=True,
-    help="Folder of training photos (searched recursively).",
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("models/img1.safetensors"),
-    show_default=True,
-    help="Model file to write (its stem is the model name).",
-)
-@click.option(
-    "--cache",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Training state folder [default: ~/.cache/vqcodec/NAME].",
-)
-@click.option("--vqvae-minutes", type=float, default=60, show_default=True)
-@click.option("--prior-minutes", type=float, default=20, show_default=True)
-@click.option("--lr", type=float, default=4e-4, show_default=True, help="VQ-VAE learning rate (lower it to anneal).")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch.")
-def train_image(
-    data: Path,
-    out: Path,
-    cache: Path | None,
-    vqvae_minutes: float,
-    prior_minutes: float,
-    lr: float,
-    threads: int | None,
-) -> None:
-    """Resume the VQ-VAE from its cached state (or from OUT), train the prior, export OUT."""
+def _train_options(kind: str):
+    """The options `train image` and `train audio` share."""
+
+    def decorate(fn):
+        options = [
+            click.argument("data", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path)),
+            click.option(
+                "-o",
+                "--out",
+                type=click.Path(dir_okay=False, path_type=Path),
+                required=True,
+                help="Model to write: NAME or PATH (.safetensors added), with its .json report beside it.",
+            ),
+            click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TOML recipe."),
+            click.option("--cache", type=click.Path(file_okay=False, path_type=Path), help="Training state folder."),
+            click.option("--vqvae-minutes", type=float, help="Wall-clock minutes for the VQ-VAE (0: skip)."),
+            click.option("--prior-minutes", type=float, help="Minutes for the prior (0: no prior, no export)."),
+            click.option("--lr", type=float, help="VQ-VAE learning rate (lower it to anneal)."),
+            click.option("--max-steps", type=int, help="Stop the VQ-VAE at this step count."),
+            click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])),
+            click.option("--threads", type=int, help="CPU threads for torch."),
+        ]
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+def _run_training(kind: str, data: Path | None, out: Path, config: Path | None, cache: Path | None, **given) -> None:
     import torch
 
-    from vqcodec.train_image import train_image_model
+    from vqcodec.recipe import load_recipe
 
-    if threads:
-        torch.set_num_threads(threads)
+    recipe = load_recipe(config, kind)
+    settings = {**recipe["train"], **{k: v for k, v in given.items() if v is not None}}
+    data = data or (Path(settings["data"]) if "data" in settings else None)
+    if data is None or not data.is_dir():
+        raise UsageError("give the training data folder (DATA, or 'data' in the recipe's [train])")
+    if settings.pop("threads", None):
+        torch.set_num_threads(given["threads"])
+    out = out if out.suffix == ".safetensors" else out.with_name(out.name + ".safetensors")
     cache = cache or Path.home() / ".cache" / "vqcodec" / out.stem
-    card = train_image_model(data, out, cache, vqvae_minutes, prior_minutes, name=out.stem, lr=lr)
+    common = {
+        "name": out.stem,
+        "lr": settings["lr"],
+        "device": settings["device"],
+        "batch": settings["batch"],
+        "net": recipe["net"],
+        "prior_options": recipe["prior"],
+        "prior_grids": settings["prior_grids"],
+        "max_steps": settings.get("max_steps"),
+        "log_every": settings["log_every"],
+    }
+    minutes = (settings["vqvae_minutes"], settings["prior_minutes"])
+    if kind == "image":
+        from vqcodec.train_image import train_image_model
+
+        card = train_image_model(data, out, cache, *minutes, **common)
+    else:
+        from vqcodec.media_audio import list_audio
+        from vqcodec.train_audio import train_audio_model, training_audio
+
+        groups = training_audio(data, cache.parent / "audio-src") if settings["music"] else {"speech": list_audio(data)}
+        card = train_audio_model(groups, out, cache, *minutes, **common)
+    if card["vqvae_steps"] is None:  # a rank other than 0 of a torchrun job
+        return
     if card["prior_steps"]:
         click.echo(f"wrote {out} (VQ-VAE {card['vqvae_steps']} steps, prior {card['prior_steps']} steps)")
     else:
         click.echo(f"VQ-VAE at step {card['vqvae_steps']} (state in {cache}); no prior trained, nothing exported")
+
+
+@train.command("image")
+@_train_options("image")
+def train_image(data, out, config, cache, **options) -> None:
+    """Train an image model on the photos in DATA (JPEG, PNG, ...; searched recursively).
+
+    Resumes from the cached training state (or from OUT's weights), trains the VQ-VAE, then
+    the prior on its indices, and writes OUT. Run under `torchrun` for several processes/GPUs.
+    """
+    _run_training("image", data, out, config, cache, **options)
 
 
 @train.command("audio")
-@click.option(
-    "--data",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    required=True,
-    help="Folder of training speech (searched recursively).",
-)
+@_train_options("audio")
 @click.option(
     "--music/--no-music",
-    default=True,
-    show_default=True,
-    help="Add the Debian soundtracks and many-voice speech (downloaded once with apt-get, then cached).",
+    default=None,
+    help="Add the Debian soundtracks and many-voice speech (downloaded once with apt-get, then cached) [yes].",
 )
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("models/aud1.safetensors"),
-    show_default=True,
-    help="Model file to write (its stem is the model name).",
-)
-@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None, help="Training state folder.")
-@click.option("--vqvae-minutes", type=float, default=60, show_default=True)
-@click.option("--prior-minutes", type=float, default=15, show_default=True)
-@click.option("--lr", type=float, default=4e-4, show_default=True, help="VQ-VAE learning rate (lower it to anneal).")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch.")
-def train_audio(
-    data: Path,
-    music: bool,
-    out: Path,
-    cache: Path | None,
-    vqvae_minutes: float,
-    prior_minutes: float,
-    lr: float,
-    threads: int | None,
-) -> None:
-    """Resume the audio VQ-VAE from its cached state (or from OUT), train the prior, export OUT."""
-    import torch
+def train_audio(data, out, config, cache, **options) -> None:
+    """Train an audio model on the sounds in DATA (WAV, FLAC, OGG, ...; searched recursively).
 
-    from vqcodec.media_audio import list_audio
-    from vqcodec.train_audio import train_audio_model, training_audio
-
-    if threads:
-        torch.set_num_threads(threads)
-    cache = cache or Path.home() / ".cache" / "vqcodec" / out.stem
-    groups = training_audio(data, cache.parent / "audio-src") if music else {"speech": list_audio(data)}
-    card = train_audio_model(groups, out, cache, vqvae_minutes, prior_minutes, name=out.stem, lr=lr)
-    if card["prior_steps"]:
-        click.echo(f"wrote {out} (VQ-VAE {card['vqvae_steps']} steps, prior {card['prior_steps']} steps)")
-    else:
-        click.echo(f"VQ-VAE at step {card['vqvae_steps']} (state in {cache}); no prior trained, nothing exported")
+    Resumes from the cached training state (or from OUT's weights), trains the VQ-VAE, then
+    the prior on its indices, and writes OUT. Run under `torchrun` for several processes/GPUs.
+    """
+    _run_training("audio", data, out, config, cache, **options)
 
 
 @main.group()

@@ -31,6 +31,20 @@ def kmeans(vectors: torch.Tensor, k: int, iters: int = 10) -> torch.Tensor:
     return centroids
 
 
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _all_reduce(t: torch.Tensor) -> None:
+    if _distributed():
+        torch.distributed.all_reduce(t)
+
+
+def _broadcast(t: torch.Tensor) -> None:
+    if _distributed():
+        torch.distributed.broadcast(t, 0)
+
+
 class ResidualVQ(nn.Module):
     def __init__(self, dim: int, codebook_sizes: tuple[int, ...], decay: float = 0.99):
         super().__init__()
@@ -79,6 +93,10 @@ class ResidualVQ(nn.Module):
         Returns (quantized latents with straight-through gradient, indices [B, L, h, w],
         commitment loss, per-stage fraction of codes used in this batch).
         """
+        with torch.autocast(latents.device.type, enabled=False):  # distances need float32
+            return self._forward(latents.float(), stages_per_sample)
+
+    def _forward(self, latents: torch.Tensor, stages_per_sample: torch.Tensor):
         b, d, h, w = latents.shape
         flat = latents.permute(0, 2, 3, 1).reshape(-1, d)
         if self.training and not bool(self.initialised):
@@ -124,6 +142,9 @@ class ResidualVQ(nn.Module):
             getattr(self, f"ema_sum_{s}").copy_(centroids)
             getattr(self, f"ema_count_{s}").fill_(1.0)
             residual = residual - centroids[nearest_code(residual, centroids)]
+        for s in range(self.num_stages):  # every rank of a distributed run starts from rank 0's
+            _broadcast(self.codebook(s))
+            _broadcast(getattr(self, f"ema_sum_{s}"))
         self.initialised.fill_(True)
 
     @torch.no_grad()
@@ -132,6 +153,10 @@ class ResidualVQ(nn.Module):
         count, total = getattr(self, f"ema_count_{s}"), getattr(self, f"ema_sum_{s}")
         batch_count = torch.bincount(idx, minlength=k).to(residual.dtype)
         batch_sum = torch.zeros_like(total).index_add_(0, idx, residual)
+        # Across the ranks of a distributed run: the statistics of all their batches, so that
+        # every rank makes the same update and the codebooks stay identical.
+        _all_reduce(batch_count)
+        _all_reduce(batch_sum)
         count.mul_(self.decay).add_(batch_count, alpha=1 - self.decay)
         total.mul_(self.decay).add_(batch_sum, alpha=1 - self.decay)
         # Laplace smoothing keeps rare codes from dividing by ~0.
@@ -144,6 +169,7 @@ class ResidualVQ(nn.Module):
         n_dead = int(dead.sum())
         if n_dead:
             picks = residual[torch.randint(0, residual.shape[0], (n_dead,), device=residual.device)]
+            _broadcast(picks)
             self.codebook(s)[dead] = picks
             total[dead] = picks
             count[dead] = 1.0

@@ -25,7 +25,7 @@ from .nets_audio import AudioNetConfig
 from .prior import PriorConfig
 from .registry import save_model
 from .train_prior import train_prior
-from .training import load_trained_vqvae, resume_vqvae, stages_per_sample, train_loop
+from .training import load_trained_vqvae, resume_vqvae, setup_runtime, stages_per_sample, train_loop
 
 DEBIAN_AUDIO_PACKAGES = ("wesnoth-1.16-music", "warzone2100-music", "ktuberling-data")
 
@@ -122,22 +122,29 @@ def train_audio_vqvae(
     cfg: AudioNetConfig | None = None,
     log_every: int = 50,
     max_steps: int | None = None,
+    device: str = "auto",
 ) -> Path:
-    """Train (or resume) the audio VQ-VAE for `minutes` (or up to `max_steps`); returns the state file."""
+    """Train (or resume) the audio VQ-VAE for `minutes` (or up to `max_steps`); returns the state file.
+
+    Under `torchrun`, each rank runs this with its own batches (see `training.Runtime`)."""
+    rt = setup_runtime(device)
     cache.mkdir(parents=True, exist_ok=True)
     state_path, log_path = cache / "vqvae_state.safetensors", cache / "vqvae_log.jsonl"
     cfg = cfg or AudioNetConfig()
     torch.manual_seed(0)  # the same initial weights in every fresh run
-    model = AudioVQVAE(cfg)
+    model = AudioVQVAE(cfg).to(rt.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     step = resume_vqvae(model, optimizer, state_path, init_weights)
     sampler = SegmentSampler(paths, cfg.sample_rate, seconds)
     levels = model.num_stages
+    net = rt.wrap(model)
 
     def next_loss(step: int):
-        wave = sampler.sample(batch, step)
-        stages = stages_per_sample(batch, levels, full_rate_prob)
-        recon, _, commit, usage = model(wave, stages)
+        wave = sampler.sample(batch, step * rt.world + rt.rank).to(rt.device)
+        stages = stages_per_sample(batch, levels, full_rate_prob).to(rt.device)
+        with rt.autocast():
+            recon, _, commit, usage = net(wave, stages)
+        recon = recon.float()
         spectral = stft_loss(recon, wave)
         mel = mel_distance(recon, wave, cfg.sample_rate)
         # Spectral terms make it sound right; the small waveform term keeps the phase anchored.
@@ -165,6 +172,7 @@ def train_audio_vqvae(
         lr,
         log_every=log_every,
         max_steps=max_steps,
+        runtime=rt,
     )
     return state_path
 
@@ -179,9 +187,10 @@ def training_audio(shared_train: Path, cache: Path) -> dict[str, list[Path]]:
     return groups
 
 
-def audio_prior_config(net: AudioNetConfig) -> PriorConfig:
+def audio_prior_config(net: AudioNetConfig, **options) -> PriorConfig:
     """The audio prior: 1-D convolutions 5 frames wide (a context of +-8 frames, 0.1 s)."""
-    return PriorConfig(codebook_sizes=net.codebook_sizes, hidden=96, kernel=(1, 5), schedule="1d")
+    settings = {"hidden": 96, "kernel": (1, 5), **options, "schedule": "1d"}
+    return PriorConfig(codebook_sizes=net.codebook_sizes, **settings)
 
 
 @torch.no_grad()
@@ -203,22 +212,46 @@ def train_audio_model(
     prior_minutes: float,
     name: str = "aud1",
     lr: float = 4e-4,
+    device: str = "auto",
+    batch: int = 8,
+    net: AudioNetConfig | None = None,
+    prior_options: dict | None = None,
+    prior_grids: int = 2000,
+    max_steps: int | None = None,
+    log_every: int = 50,
 ) -> dict:
     """Rebuild a shipped audio model: resume the VQ-VAE, train the prior, export both (with
-    `prior_minutes` <= 0 only the VQ-VAE trains). Writes `out` and its .json training report."""
+    `prior_minutes` <= 0 only the VQ-VAE trains). Writes `out` and its .json training report.
+    `net` and `prior_options` (PriorConfig fields) come from a recipe."""
     init = out if out.exists() else None
+    rt = setup_runtime(device)
     if vqvae_minutes > 0:
-        train_audio_vqvae(groups, cache, vqvae_minutes, lr=lr, init_weights=init)
+        train_audio_vqvae(
+            groups,
+            cache,
+            vqvae_minutes,
+            batch,
+            lr=lr,
+            init_weights=init,
+            cfg=net,
+            max_steps=max_steps,
+            device=device,
+            log_every=log_every,
+        )
+    rt.finish()  # the prior trains in one process: the other ranks are done
+    if not rt.main:
+        return {"vqvae_steps": None, "prior_steps": 0}
     vqvae, vqvae_steps = load_trained_vqvae(cache, "audio", init)
     if prior_minutes <= 0:
         return {"vqvae_steps": vqvae_steps, "prior_steps": 0}
     # Every 20th file of each group is held out to measure the prior; a subset of the rest
     # (every 3rd file) gives the training grids, to keep loading short.
     held_out = {k: v[::20] for k, v in groups.items()}
-    train = {k: [p for i, p in enumerate(v) if i % 20 and i % 3 == 1] for k, v in groups.items()}
-    grids = audio_index_set(vqvae, train, 2000, seconds=4.0, seed=1)
+    train = {k: [p for i, p in enumerate(v) if i % 20 and i % 3 == 1] or v for k, v in groups.items()}
+    grids = audio_index_set(vqvae, train, prior_grids, seconds=4.0, seed=1)
     val = audio_index_set(vqvae, held_out, 64, seconds=4.0, seed=2)
-    prior, report = train_prior(grids, val, audio_prior_config(vqvae.cfg), cache, prior_minutes)
+    prior_cfg = audio_prior_config(vqvae.cfg, **(prior_options or {}))
+    prior, report = train_prior(grids, val, prior_cfg, cache, prior_minutes, device=rt.device)
     log_path = cache / "vqvae_log.jsonl"
     log = [json.loads(line) for line in open(log_path)] if log_path.exists() else []
     meta = {

@@ -18,13 +18,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .errors import UsageError
 from .media import list_images
 from .model import ImageVQVAE
 from .nets import ImageNetConfig
 from .prior import PriorConfig
 from .registry import save_model
 from .train_prior import train_prior
-from .training import load_trained_vqvae, resume_vqvae, stages_per_sample, train_loop
+from .training import load_trained_vqvae, resume_vqvae, setup_runtime, stages_per_sample, train_loop
 
 # 128x128 crops are too small for five MS-SSIM scales with the usual 11-pixel window: use 7.
 MSSSIM_WINDOW = 7
@@ -85,24 +86,31 @@ def train_vqvae(
     cfg: ImageNetConfig | None = None,
     log_every: int = 50,
     save_every_s: float = 300,
+    max_steps: int | None = None,
+    device: str = "auto",
 ) -> Path:
-    """Train (or resume) the VQ-VAE for `minutes` wall-clock minutes; returns the state file."""
+    """Train (or resume) the VQ-VAE for `minutes` wall-clock minutes (or up to `max_steps`);
+    returns the state file. Under `torchrun`, each rank runs this with its own batches."""
     from pytorch_msssim import ms_ssim
 
     cache.mkdir(parents=True, exist_ok=True)
     state_path, log_path = cache / "vqvae_state.safetensors", cache / "vqvae_log.jsonl"
     cfg = cfg or ImageNetConfig()
     torch.manual_seed(0)  # the same initial weights in every fresh run
-    model = ImageVQVAE(cfg)
+    rt = setup_runtime(device)
+    model = ImageVQVAE(cfg).to(rt.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     step = resume_vqvae(model, optimizer, state_path, init_weights)
+    net = rt.wrap(model)
     sampler = CropSampler(data, crop)
     levels = model.num_stages
 
     def next_loss(step: int):
-        images = sampler.sample(batch, step)
-        stages = stages_per_sample(batch, levels, full_rate_prob)
-        recon, _, commit, usage = model(images, stages)
+        images = sampler.sample(batch, step * rt.world + rt.rank).to(rt.device)
+        stages = stages_per_sample(batch, levels, full_rate_prob).to(rt.device)
+        with rt.autocast():
+            recon, _, commit, usage = net(images, stages)
+        recon = recon.float()
         msssim = ms_ssim(recon.clamp(0, 1), images, data_range=1.0, win_size=MSSSIM_WINDOW)
         loss = F.mse_loss(recon, images) + msssim_weight * (1 - msssim) + commit_weight * commit
         full = stages == levels
@@ -130,6 +138,8 @@ def train_vqvae(
         lr,
         log_every=log_every,
         save_every_s=save_every_s,
+        max_steps=max_steps,
+        runtime=rt,
     )
     return state_path
 
@@ -159,28 +169,51 @@ def train_image_model(
     prior_minutes: float,
     name: str = "img1",
     lr: float = 4e-4,
+    device: str = "auto",
+    batch: int = 8,
+    net: ImageNetConfig | None = None,
+    prior_options: dict | None = None,
+    prior_grids: int = 3000,
+    max_steps: int | None = None,
+    log_every: int = 50,
 ) -> dict:
     """Rebuild a shipped image model: resume the VQ-VAE, train the prior, export both
-    (with `prior_minutes` <= 0, only the VQ-VAE trains and nothing is exported).
+    (with `prior_minutes` <= 0, only the VQ-VAE trains and nothing is exported). `net` and
+    `prior_options` (PriorConfig fields) come from a recipe; defaults are the shipped model's.
 
     The export is `out` (fp16 VQ-VAE + integer prior, safetensors) and `out` with suffix
     .json (training report: steps, data, hardware, bits per index of float and integer prior).
     """
     paths = list_images(data)
     if not paths:
-        raise FileNotFoundError(f"no training images under {data}")
+        raise UsageError(f"no training images under {data}")
     init = out if out.exists() else None
     if vqvae_minutes > 0:
-        train_vqvae(paths, cache, vqvae_minutes, batch=8, lr=lr, init_weights=init)
+        train_vqvae(
+            paths,
+            cache,
+            vqvae_minutes,
+            batch,
+            lr=lr,
+            init_weights=init,
+            cfg=net,
+            max_steps=max_steps,
+            device=device,
+            log_every=log_every,
+        )
+    rt = setup_runtime(device)
+    rt.finish()  # the prior trains in one process: the other ranks are done
+    if not rt.main:
+        return {"vqvae_steps": None, "prior_steps": 0}
     vqvae, vqvae_steps = load_vqvae(cache, init)
     if prior_minutes <= 0:  # VQ-VAE only: nothing is exported
         return {"vqvae_steps": vqvae_steps, "prior_steps": 0}
     held_out = paths[::20]
     train_paths = [p for p in paths if p not in set(held_out)]
-    grids = index_set(vqvae, train_paths, 3000, seed=1)
-    val = index_set(vqvae, held_out, 32, seed=2)
-    prior_cfg = PriorConfig(codebook_sizes=vqvae.cfg.codebook_sizes)
-    prior, report = train_prior(grids, val, prior_cfg, cache, prior_minutes)
+    grids = index_set(vqvae, train_paths, prior_grids, seed=1)
+    val = index_set(vqvae, held_out or train_paths, 32, seed=2)
+    prior_cfg = PriorConfig(codebook_sizes=vqvae.cfg.codebook_sizes, **(prior_options or {}))
+    prior, report = train_prior(grids, val, prior_cfg, cache, prior_minutes, device=rt.device)
     log = [json.loads(line) for line in open(cache / "vqvae_log.jsonl")] if (cache / "vqvae_log.jsonl").exists() else []
     meta = {
         "prior": asdict(prior.cfg),

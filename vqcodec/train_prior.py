@@ -21,11 +21,13 @@ from .weights import load_training_state, save_training_state
 def prior_bits(prior: PriorNet, grids: torch.Tensor) -> list[float]:
     """Mean bits per index of each stage under the float/fake-quantized network."""
     bits = []
+    device = prior.act_scale.device
+    grids = grids.to(device)
     with torch.no_grad():
         for stage in range(prior.cfg.num_stages):
             total = 0.0
             for pass_ in range(NUM_PASSES):
-                at = pass_map(*grids.shape[-2:], schedule=prior.cfg.schedule) == pass_
+                at = pass_map(*grids.shape[-2:], device, prior.cfg.schedule) == pass_
                 logits = prior(grids.long(), stage, pass_)
                 nll = F.cross_entropy(logits, grids[:, stage].long(), reduction="none")
                 total += nll[:, at].sum().item()
@@ -59,6 +61,7 @@ def train_prior(
     batch: int = 32,
     lr: float = 2e-3,
     log_every: int = 50,
+    device: torch.device | str = "cpu",
 ) -> tuple[PriorNet, dict]:
     """Train the prior on index grids [N, L, h, w] of the frozen VQ-VAE: float first,
     fake-quantized for the last `qat_fraction` of the time.
@@ -73,6 +76,7 @@ def train_prior(
     if state_path.exists():  # warm start from the last run (the VQ-VAE may have moved on since)
         load_training_state(state_path, prior, None)
         print(f"prior warm-started from {state_path}")
+    prior.to(device)
     optimizer = torch.optim.Adam(prior.parameters(), lr=lr)
     stop = StopFlag()
     t_start = time.time()
@@ -83,7 +87,7 @@ def train_prior(
     while time.time() < t_end and not stop.stop:
         if not prior.quantized and time.time() > t_qat:
             report["float_bits_per_index"] = prior_bits(prior, val)
-            prior.calibrate(grids[:16].long())
+            prior.calibrate(grids[:16].long().to(device))
             prior.quantized = True
             for g in optimizer.param_groups:
                 g["lr"] = lr / 10
@@ -92,12 +96,12 @@ def train_prior(
             for g in optimizer.param_groups:
                 g["lr"] = lr * (1 - 0.9 * min(progress, 1.0))
         pick = torch.randint(0, grids.shape[0], (batch,), generator=gen)
-        sub = grids[pick].long()
+        sub = grids[pick].long().to(device)
         loss = 0.0
         for part in sub.chunk(4):
             stage = int(torch.randint(0, cfg.num_stages, (1,), generator=gen))
             pass_ = int(torch.randint(0, NUM_PASSES, (1,), generator=gen))
-            at = pass_map(*part.shape[-2:], schedule=cfg.schedule) == pass_
+            at = pass_map(*part.shape[-2:], device, cfg.schedule) == pass_
             logits = prior(part, stage, pass_)
             nll = F.cross_entropy(logits, part[:, stage], reduction="none")[:, at]
             loss = loss + nll.mean() / 4
@@ -113,8 +117,9 @@ def train_prior(
             print(json.dumps(rec), flush=True)
     if not prior.quantized:  # too short a run for a QAT phase: quantize after training
         report["float_bits_per_index"] = prior_bits(prior, val)
-        prior.calibrate(grids[:16].long())
+        prior.calibrate(grids[:16].long().to(device))
         prior.quantized = True
+    prior.cpu()
     save_training_state(state_path, prior, optimizer, {"steps": step, "config": asdict(cfg)})
     report["integer_bits_per_index"] = integer_prior_bits(prior.to_integer(), cfg, val)
     report["qat_bits_per_index"] = prior_bits(prior, val)

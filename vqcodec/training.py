@@ -1,16 +1,23 @@
 """The training loop shared by the image and audio VQ-VAEs: wall-clock budget, warm-up,
 gradient clipping, JSONL log, and the full state saved every few minutes and on SIGTERM/Ctrl-C.
+
+Runs on the CPU, on one CUDA GPU, or as one rank of a `torchrun` job (PyTorch's distributed
+data parallel: gloo between CPU processes, NCCL between GPUs); then each rank draws its own
+batches, gradients are averaged by DDP, and rank 0 alone writes the log and the state.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from .weights import config_from_dict, load_tensors, load_training_state, save_training_state
 
@@ -27,6 +34,54 @@ class StopFlag:
         self.stop = True
 
 
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model as the training step should call it (DDP across ranks)."""
+        if self.world == 1:
+            return model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # Buffers (codebooks, EMA statistics) are kept identical by the quantizer itself.
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+
+    def autocast(self):
+        """bfloat16 mixed precision on GPUs (the quantizer opts out), nothing on the CPU."""
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+    def finish(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def setup_runtime(device: str = "auto") -> Runtime:
+    """One process on the CPU or a GPU, or one rank of a `torchrun` job (WORLD_SIZE > 1)."""
+    cuda = device != "cpu" and torch.cuda.is_available()
+    if device == "cuda" and not cuda:
+        raise RuntimeError("--device cuda: no CUDA GPU is available")
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Runtime(torch.device("cuda" if cuda else "cpu"))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    where = torch.device("cuda", local) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(where)
+    return Runtime(where, dist.get_rank(), dist.get_world_size())
+
+
 def train_loop(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -41,6 +96,7 @@ def train_loop(
     log_every: int = 50,
     save_every_s: float = 300,
     max_steps: int | None = None,
+    runtime: Runtime | None = None,
 ) -> int:
     """Run optimisation steps for `minutes` (or up to `max_steps`); `next_loss(step)` gives
     (loss, a function returning the values to log). Returns the step count reached, the state
@@ -49,13 +105,23 @@ def train_loop(
     Every random draw of step n comes from generators seeded with n (torch here, the data
     samplers from the step they are given), so a resumed run makes exactly the steps an
     uninterrupted run would have made."""
+    runtime = runtime or Runtime(torch.device("cpu"))
     stop = StopFlag()
     model.train()
     t_end = time.time() + minutes * 60
     t_save = time.time() + save_every_s
     t_log, steps_since_log = time.time(), 0
-    while time.time() < t_end and not stop.stop and (max_steps is None or step < max_steps):
-        torch.manual_seed(step)
+
+    def go_on() -> bool:
+        more = time.time() < t_end and not stop.stop and (max_steps is None or step < max_steps)
+        if runtime.world > 1:  # every rank stops at the same step
+            flag = torch.tensor([0 if more else 1], device=runtime.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            more = not flag.item()
+        return more
+
+    while go_on():
+        torch.manual_seed(step * runtime.world + runtime.rank)
         loss, log_values = next_loss(step)
         for group in optimizer.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / warmup)
@@ -65,7 +131,7 @@ def train_loop(
         optimizer.step()
         step += 1
         steps_since_log += 1
-        if step % log_every == 0:
+        if step % log_every == 0 and runtime.main:
             with torch.no_grad():
                 record = {"step": step, "time": time.time(), "loss": loss.item(), **log_values()}
             record["steps_per_s"] = steps_since_log / (time.time() - t_log)
@@ -74,10 +140,12 @@ def train_loop(
                 f.write(json.dumps(record) + "\n")
             print(json.dumps(record), flush=True)
         if time.time() > t_save:
-            save_training_state(state_path, model, optimizer, {**meta, "step": step})
+            if runtime.main:
+                save_training_state(state_path, model, optimizer, {**meta, "step": step})
             t_save = time.time() + save_every_s
-    save_training_state(state_path, model, optimizer, {**meta, "step": step})
-    print(f"saved {state_path} at step {step}")
+    if runtime.main:
+        save_training_state(state_path, model, optimizer, {**meta, "step": step})
+        print(f"saved {state_path} at step {step}")
     return step
 
 
