@@ -1,10 +1,18 @@
 # Regenerate the README's results (Kodak, all 24 images) with the shipped model.
 KODAK ?= ../shared/data/images/kodak
 
-.PHONY: results test
+AUDIO ?= ../shared/data/audio/test
+
+.PHONY: results results-audio test
 results:
 	vqcodec bench image $(KODAK) -o results/kodak
 	vqcodec bench large $(KODAK)/kodim01.png -o results/kodak/large.json -q 6
 
 test:
 	python -m pytest -q
+
+# The README's audio results: the test clips against Opus, then a 1-hour file for speed and memory.
+results-audio:
+	vqcodec bench audio $(AUDIO) -o results/audio
+	vqcodec bench long examples/speech.flac -o results/audio/long.json --minutes 1 --minutes 60
+	python scripts/audio_model_card.py models/aud1.safetensors results/audio
