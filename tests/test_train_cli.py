@@ -87,6 +87,7 @@ def test_train_audio_then_code_with_the_new_model(tmp_path, monkeypatch):
     model = tmp_path / "models" / "mine.safetensors"
     card = json.loads(model.with_suffix(".json").read_text())
     assert card["vqvae_steps"] == 3 and card["net"]["codebook_sizes"] == [16, 16] and card["prior"]["hidden"] == 8
+    assert model.with_suffix(".curves.png").exists()
     monkeypatch.setenv("VQCODEC_MODELS", str(model.parent))
     runner = CliRunner()
     assert runner.invoke(main, ["compress", str(data / "s0.flac"), "-m", str(model), "-b", "1"]).exit_code == 0

@@ -25,7 +25,7 @@ from .nets_audio import AudioNetConfig
 from .prior import PriorConfig
 from .registry import save_model
 from .train_prior import train_prior
-from .training import load_trained_vqvae, resume_vqvae, setup_runtime, stages_per_sample, train_loop
+from .training import load_trained_vqvae, plot_curves, resume_vqvae, setup_runtime, stages_per_sample, train_loop
 
 DEBIAN_AUDIO_PACKAGES = ("wesnoth-1.16-music", "warzone2100-music", "ktuberling-data")
 
@@ -269,4 +269,5 @@ def train_audio_model(
         "vqvae_curve": log[:: max(1, len(log) // 200)],
     }
     out.with_suffix(".json").write_text(json.dumps(card, indent=1))
+    plot_curves(cache, out.with_suffix(".curves.png"))
     return card

@@ -25,7 +25,7 @@ from .nets import ImageNetConfig
 from .prior import PriorConfig
 from .registry import save_model
 from .train_prior import train_prior
-from .training import load_trained_vqvae, resume_vqvae, setup_runtime, stages_per_sample, train_loop
+from .training import load_trained_vqvae, plot_curves, resume_vqvae, setup_runtime, stages_per_sample, train_loop
 
 # 128x128 crops are too small for five MS-SSIM scales with the usual 11-pixel window: use 7.
 MSSSIM_WINDOW = 7
@@ -231,4 +231,5 @@ def train_image_model(
         "vqvae_curve": log[:: max(1, len(log) // 200)],
     }
     out.with_suffix(".json").write_text(json.dumps(card, indent=1))
+    plot_curves(cache, out.with_suffix(".curves.png"))
     return card

@@ -193,3 +193,30 @@ def load_trained_vqvae(cache: Path, kind: str, init_weights: Path | None = None)
     model = vqvae_class(config_from_dict(cfg_class, meta["net"]))
     model.load_state_dict({k[6:]: v.float() for k, v in tensors.items() if k.startswith("vqvae.")}, strict=False)
     return model.eval(), meta.get("vqvae_steps", 0)
+
+
+def plot_curves(cache: Path, path: Path) -> None:
+    """A PNG of the training curves in `cache` (the VQ-VAE's losses, the prior's bits per index)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    logs = {}
+    for name in ("vqvae", "prior"):
+        log_path = cache / f"{name}_log.jsonl"
+        logs[name] = [json.loads(line) for line in open(log_path)] if log_path.exists() else []
+    keys = [k for k in ("loss", "psnr_full_rate", "mel", "stft") if any(r.get(k) is not None for r in logs["vqvae"])]
+    fig, axes = plt.subplots(1, len(keys) + 1, figsize=(4.5 * (len(keys) + 1), 3.6), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=False):
+        points = [(r["step"], r[key]) for r in logs["vqvae"] if r.get(key) is not None]
+        ax.plot(*zip(*points, strict=True), lw=0.8)
+        ax.set_title(f"VQ-VAE: {key}")
+        ax.set_xlabel("step")
+    prior_points = [(i, r["bits"]) for i, r in enumerate(logs["prior"])]
+    if prior_points:
+        axes[0, -1].plot(*zip(*prior_points, strict=True), lw=0.8)
+    axes[0, -1].set_title("prior: bits per index (log lines, all runs)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
