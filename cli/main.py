@@ -516,6 +516,7 @@ def bench() -> None:
 @click.option("-q", "--quality", "qualities", type=int, multiple=True, help="vqcodec levels [default: all].")
 @click.option("--baseline", "baselines", multiple=True, help="Only these baselines (JPEG, WebP, AVIF, 'JPEG XL').")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--reuse", is_flag=True, help="Read back codecs whose results are already in the output folder.")
 def bench_image(
     folder: Path,
     output: Path,
@@ -523,12 +524,20 @@ def bench_image(
     qualities: tuple[int, ...],
     baselines: tuple[str, ...],
     device: str,
+    reuse: bool,
 ) -> None:
     """Every image in FOLDER with vqcodec at each quality and the baselines over their range."""
     from vqcodec.bench import bench_images
 
     summary = bench_images(
-        folder, output, model, device, list(qualities) or None, list(baselines) or None, progress=sys.stderr.isatty()
+        folder,
+        output,
+        model,
+        device,
+        list(qualities) or None,
+        list(baselines) or None,
+        progress=sys.stderr.isatty(),
+        reuse=reuse,
     )
 
     def fmt(v):

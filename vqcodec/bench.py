@@ -309,7 +309,10 @@ def bench_images(
     baselines: list[str] | None = None,
     progress: bool = True,
     visual: int = 3,
+    reuse: bool = False,
 ) -> dict:
+    """Every codec on every image of `folder`; with `reuse`, a codec whose JSON is already in
+    `out_dir` (for the same images) is read back instead of run again."""
     paths = list_images(folder)
     if not paths:
         raise FileNotFoundError(f"no images in {folder}")
@@ -319,11 +322,16 @@ def bench_images(
     codecs = [ours_codec] + [c for c in baseline_codecs() if baselines is None or c.name in baselines]
     results = []
     for c in codecs:
+        path = out_dir / f"{c.name.lower().replace(' ', '')}.json"
+        if reuse and path.exists():
+            res = json.loads(path.read_text())
+            if set(res["per_image"]) == set(images):
+                results.append(res)
+                continue
         res = run_codec(c, images, progress)
         res["environment"] = environment()
         results.append(res)
-        slug = c.name.lower().replace(" ", "")
-        (out_dir / f"{slug}.json").write_text(json.dumps(res, indent=1))
+        path.write_text(json.dumps(res, indent=1))
     table = bd_table(results[0], results[1:])
     summary = {
         "folder": str(folder),
