@@ -418,6 +418,7 @@ def _train_options(kind: str):
             click.option("--max-steps", type=int, help="Stop the VQ-VAE at this step count."),
             click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])),
             click.option("--threads", type=int, help="CPU threads for torch."),
+            click.option("--workers", type=int, help="Data loading processes [0 on a CPU, up to 8 with a GPU]."),
         ]
         for option in reversed(options):
             fn = option(fn)
@@ -450,6 +451,7 @@ def _run_training(kind: str, data: Path | None, out: Path, config: Path | None, 
         "prior_grids": settings["prior_grids"],
         "max_steps": settings.get("max_steps"),
         "log_every": settings["log_every"],
+        "workers": settings.get("workers"),
     }
     minutes = (settings["vqvae_minutes"], settings["prior_minutes"])
     if kind == "image":

@@ -63,3 +63,13 @@ def test_resume_makes_the_same_steps_as_an_uninterrupted_run(tmp_path):
     assert meta_one["step"] == meta_two["step"] == 6 and one.keys() == two.keys()
     for key in one:
         assert torch.equal(one[key], two[key]), key
+
+
+def test_worker_processes_make_the_same_batches(tmp_path):
+    from vqcodec.weights import load_tensors
+
+    paths = [_tone(tmp_path / f"t{i}.wav", 24000, 0.5 + i) for i in range(2)]
+    args = {"minutes": 5, "batch": 2, "seconds": 0.1, "cfg": TINY_AUDIO, "log_every": 1, "max_steps": 3}
+    alone = load_tensors(train_audio_vqvae(paths, tmp_path / "a", workers=0, **args))[0]
+    helped = load_tensors(train_audio_vqvae(paths, tmp_path / "b", workers=2, **args))[0]
+    assert all(torch.equal(alone[k], helped[k]) for k in alone)

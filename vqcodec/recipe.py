@@ -1,6 +1,7 @@
 """Training recipes: a TOML file with the architecture and the schedule of a model.
 
-    [train]   data, music (audio), vqvae_minutes, prior_minutes, lr, batch, prior_grids, log_every
+    [train]   data, music (audio), vqvae_minutes, prior_minutes, lr, batch, prior_grids, log_every,
+              workers (data loading processes; default none on a CPU, up to 8 beside a GPU)
     [net]     fields of ImageNetConfig / AudioNetConfig
     [prior]   fields of PriorConfig (embed_dim, hidden, layers, kernel)
 
@@ -39,7 +40,7 @@ def load_recipe(path: Path | None, kind: str) -> dict:
             raise UsageError(f"cannot read the recipe {path}: {e}") from None
     unknown = set(raw) - {"train", "net", "prior"}
     train = {**TRAIN_DEFAULTS[kind], **raw.get("train", {})}
-    unknown |= {f"train.{k}" for k in set(train) - set(TRAIN_DEFAULTS[kind]) - {"data"}}
+    unknown |= {f"train.{k}" for k in set(train) - set(TRAIN_DEFAULTS[kind]) - {"data", "workers"}}
     net_class = NET_CONFIGS[kind]
     unknown |= {f"net.{k}" for k in set(raw.get("net", {})) - {f.name for f in fields(net_class)}}
     unknown |= {f"prior.{k}" for k in set(raw.get("prior", {})) - PRIOR_KEYS}

@@ -25,7 +25,15 @@ from .nets_audio import AudioNetConfig
 from .prior import PriorConfig
 from .registry import save_model
 from .train_prior import train_prior
-from .training import load_trained_vqvae, plot_curves, resume_vqvae, setup_runtime, stages_per_sample, train_loop
+from .training import (
+    batch_stream,
+    load_trained_vqvae,
+    plot_curves,
+    resume_vqvae,
+    setup_runtime,
+    stages_per_sample,
+    train_loop,
+)
 
 DEBIAN_AUDIO_PACKAGES = ("wesnoth-1.16-music", "warzone2100-music", "ktuberling-data")
 
@@ -123,6 +131,7 @@ def train_audio_vqvae(
     log_every: int = 50,
     max_steps: int | None = None,
     device: str = "auto",
+    workers: int | None = None,
 ) -> Path:
     """Train (or resume) the audio VQ-VAE for `minutes` (or up to `max_steps`); returns the state file.
 
@@ -139,8 +148,10 @@ def train_audio_vqvae(
     levels = model.num_stages
     net = rt.wrap(model)
 
+    stream = batch_stream(sampler, batch, step, rt, workers)
+
     def next_loss(step: int):
-        wave = sampler.sample(batch, step * rt.world + rt.rank).to(rt.device)
+        wave = next(stream).to(rt.device, non_blocking=True)
         stages = stages_per_sample(batch, levels, full_rate_prob).to(rt.device)
         with rt.autocast():
             recon, _, commit, usage = net(wave, stages)
@@ -219,6 +230,7 @@ def train_audio_model(
     prior_grids: int = 2000,
     max_steps: int | None = None,
     log_every: int = 50,
+    workers: int | None = None,
 ) -> dict:
     """Rebuild a shipped audio model: resume the VQ-VAE, train the prior, export both (with
     `prior_minutes` <= 0 only the VQ-VAE trains). Writes `out` and its .json training report.
@@ -237,6 +249,7 @@ def train_audio_model(
             max_steps=max_steps,
             device=device,
             log_every=log_every,
+            workers=workers,
         )
     rt.finish()  # the prior trains in one process: the other ranks are done
     if not rt.main:

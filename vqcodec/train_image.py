@@ -25,7 +25,15 @@ from .nets import ImageNetConfig
 from .prior import PriorConfig
 from .registry import save_model
 from .train_prior import train_prior
-from .training import load_trained_vqvae, plot_curves, resume_vqvae, setup_runtime, stages_per_sample, train_loop
+from .training import (
+    batch_stream,
+    load_trained_vqvae,
+    plot_curves,
+    resume_vqvae,
+    setup_runtime,
+    stages_per_sample,
+    train_loop,
+)
 
 # 128x128 crops are too small for five MS-SSIM scales with the usual 11-pixel window: use 7.
 MSSSIM_WINDOW = 7
@@ -88,6 +96,7 @@ def train_vqvae(
     save_every_s: float = 300,
     max_steps: int | None = None,
     device: str = "auto",
+    workers: int | None = None,
 ) -> Path:
     """Train (or resume) the VQ-VAE for `minutes` wall-clock minutes (or up to `max_steps`);
     returns the state file. Under `torchrun`, each rank runs this with its own batches."""
@@ -105,8 +114,10 @@ def train_vqvae(
     sampler = CropSampler(data, crop)
     levels = model.num_stages
 
+    stream = batch_stream(sampler, batch, step, rt, workers)
+
     def next_loss(step: int):
-        images = sampler.sample(batch, step * rt.world + rt.rank).to(rt.device)
+        images = next(stream).to(rt.device, non_blocking=True)
         stages = stages_per_sample(batch, levels, full_rate_prob).to(rt.device)
         with rt.autocast():
             recon, _, commit, usage = net(images, stages)
@@ -176,6 +187,7 @@ def train_image_model(
     prior_grids: int = 3000,
     max_steps: int | None = None,
     log_every: int = 50,
+    workers: int | None = None,
 ) -> dict:
     """Rebuild a shipped image model: resume the VQ-VAE, train the prior, export both
     (with `prior_minutes` <= 0, only the VQ-VAE trains and nothing is exported). `net` and
@@ -200,6 +212,7 @@ def train_image_model(
             max_steps=max_steps,
             device=device,
             log_every=log_every,
+            workers=workers,
         )
     rt = setup_runtime(device)
     rt.finish()  # the prior trains in one process: the other ranks are done

@@ -82,6 +82,39 @@ def setup_runtime(device: str = "auto") -> Runtime:
     return Runtime(where, dist.get_rank(), dist.get_world_size())
 
 
+class _StepBatches(torch.utils.data.Dataset):
+    """Item n is the batch drawn with seed n, so that any worker process can make any step's batch."""
+
+    def __init__(self, sampler, batch: int):
+        self.sampler, self.batch = sampler, batch
+
+    def __len__(self) -> int:
+        return 1 << 62
+
+    def __getitem__(self, seed: int) -> torch.Tensor:
+        return self.sampler.sample(self.batch, seed)
+
+
+def batch_stream(sampler, batch: int, first_step: int, runtime: Runtime, workers: int | None = None):
+    """This rank's batches for steps first_step, first_step + 1, ... (seed step * world + rank),
+    made by `workers` processes ahead of the training step (0: in this process; by default
+    none on the CPU, where they would compete with training, and up to 8 beside a GPU)."""
+    if workers is None:
+        workers = min(8, (os.cpu_count() or 1) - 1) if runtime.device.type == "cuda" else 0
+    seeds = range(first_step * runtime.world + runtime.rank, 1 << 62, runtime.world)
+    if workers <= 0:
+        return (sampler.sample(batch, seed) for seed in seeds)
+    loader = torch.utils.data.DataLoader(
+        _StepBatches(sampler, batch),
+        batch_size=None,
+        sampler=seeds,
+        num_workers=workers,
+        prefetch_factor=4,
+        pin_memory=runtime.device.type == "cuda",
+    )
+    return iter(loader)
+
+
 def train_loop(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
