@@ -144,8 +144,18 @@ def train_audio_vqvae(
     model = AudioVQVAE(cfg).to(rt.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     step = resume_vqvae(model, optimizer, state_path, init_weights)
-    sampler = SegmentSampler(paths, cfg.sample_rate, seconds)
+    # Every 20th file of each group is held out: the log's val_mel (all stages) is measured on it.
+    groups = paths if isinstance(paths, dict) else {"all": list(paths)}
+    held_out = {k: v[::20] if len(v) >= 20 else v[:1] for k, v in groups.items()}
+    train = {k: [p for p in v if p not in set(held_out[k])] or v for k, v in groups.items()}
+    sampler = SegmentSampler(train, cfg.sample_rate, seconds)
+    val_wave = SegmentSampler(held_out, cfg.sample_rate, seconds).sample(8, 0).to(rt.device)
     levels = model.num_stages
+
+    def validate() -> dict:
+        recon = model(val_wave, torch.full((8,), levels, device=rt.device))[0]
+        return {"val_mel": mel_distance(recon, val_wave, cfg.sample_rate).item()}
+
     net = rt.wrap(model)
 
     stream = batch_stream(sampler, batch, step, rt, workers)
@@ -184,6 +194,7 @@ def train_audio_vqvae(
         log_every=log_every,
         max_steps=max_steps,
         runtime=rt,
+        validate=validate,
     )
     return state_path
 

@@ -111,7 +111,10 @@ def train_vqvae(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     step = resume_vqvae(model, optimizer, state_path, init_weights)
     net = rt.wrap(model)
-    sampler = CropSampler(data, crop)
+    # Every 20th photo is held out: the log's val_psnr (all stages) is measured on it.
+    held_out = data[::20] if len(data) >= 20 else data[:1]
+    sampler = CropSampler([p for p in data if p not in set(held_out)] or data, crop)
+    val_images = CropSampler(held_out, crop).sample(8, 0).to(rt.device)
     levels = model.num_stages
 
     stream = batch_stream(sampler, batch, step, rt, workers)
@@ -151,6 +154,9 @@ def train_vqvae(
         save_every_s=save_every_s,
         max_steps=max_steps,
         runtime=rt,
+        validate=lambda: {
+            "val_psnr": psnr(model(val_images, torch.full((8,), levels, device=rt.device))[0], val_images)
+        },
     )
     return state_path
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 from .weights import config_from_dict, load_tensors, load_training_state, save_training_state
 
@@ -130,6 +132,7 @@ def train_loop(
     save_every_s: float = 300,
     max_steps: int | None = None,
     runtime: Runtime | None = None,
+    validate: Callable[[], dict] | None = None,
 ) -> int:
     """Run optimisation steps for `minutes` (or up to `max_steps`); `next_loss(step)` gives
     (loss, a function returning the values to log). Returns the step count reached, the state
@@ -137,13 +140,15 @@ def train_loop(
 
     Every random draw of step n comes from generators seeded with n (torch here, the data
     samplers from the step they are given), so a resumed run makes exactly the steps an
-    uninterrupted run would have made."""
+    uninterrupted run would have made. `validate()` gives held-out metrics for each log line;
+    a progress bar shows them on a terminal."""
     runtime = runtime or Runtime(torch.device("cpu"))
     stop = StopFlag()
     model.train()
     t_end = time.time() + minutes * 60
     t_save = time.time() + save_every_s
     t_log, steps_since_log = time.time(), 0
+    bar = tqdm(total=max_steps, initial=step, unit="step", disable=not (runtime.main and sys.stderr.isatty()))
 
     def go_on() -> bool:
         more = time.time() < t_end and not stop.stop and (max_steps is None or step < max_steps)
@@ -164,18 +169,26 @@ def train_loop(
         optimizer.step()
         step += 1
         steps_since_log += 1
+        bar.update()
         if step % log_every == 0 and runtime.main:
             with torch.no_grad():
                 record = {"step": step, "time": time.time(), "loss": loss.item(), **log_values()}
+                if validate:
+                    model.eval()
+                    record.update(validate())
+                    model.train()
             record["steps_per_s"] = steps_since_log / (time.time() - t_log)
             t_log, steps_since_log = time.time(), 0
             with open(log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
-            print(json.dumps(record), flush=True)
+            bar.set_postfix({k: round(v, 3) for k, v in record.items() if k.startswith(("loss", "val_"))})
+            if bar.disable:
+                print(json.dumps(record), flush=True)
         if time.time() > t_save:
             if runtime.main:
                 save_training_state(state_path, model, optimizer, {**meta, "step": step})
             t_save = time.time() + save_every_s
+    bar.close()
     if runtime.main:
         save_training_state(state_path, model, optimizer, {**meta, "step": step})
         print(f"saved {state_path} at step {step}")
@@ -239,7 +252,11 @@ def plot_curves(cache: Path, path: Path) -> None:
     for name in ("vqvae", "prior"):
         log_path = cache / f"{name}_log.jsonl"
         logs[name] = [json.loads(line) for line in open(log_path)] if log_path.exists() else []
-    keys = [k for k in ("loss", "psnr_full_rate", "mel", "stft") if any(r.get(k) is not None for r in logs["vqvae"])]
+    keys = [
+        k
+        for k in ("loss", "psnr_full_rate", "val_psnr", "mel", "val_mel")
+        if any(r.get(k) is not None for r in logs["vqvae"])
+    ]
     fig, axes = plt.subplots(1, len(keys) + 1, figsize=(4.5 * (len(keys) + 1), 3.6), squeeze=False)
     for ax, key in zip(axes[0], keys, strict=False):
         points = [(r["step"], r[key]) for r in logs["vqvae"] if r.get(key) is not None]
