@@ -126,3 +126,24 @@ def test_huge_claimed_duration_is_refused_before_decoding():
     data = container.pack_audio(small, [container.AudioChunk(0, 0, b"", 0, 0)] * small.segments)
     with pytest.raises(CorruptFileError, match="over the limit"):
         container.unpack_audio(data, max_seconds=30)
+
+
+def test_empty_wav_file_round_trips(tmp_path):
+    import soundfile
+
+    path = tmp_path / "empty.wav"
+    soundfile.write(path, np.zeros((0, 2), np.float32), 44100)
+    data = codec_audio.compress_audio(path, model="tinyaudio")
+    out, rate = codec_audio.decompress_audio(data)
+    assert out.shape == (2, 0) and rate == 44100
+
+
+def test_unknown_model_or_other_weights_name_the_model():
+    data = codec_audio.compress_audio((_signal(0.2), RATE), model="tinyaudio")
+    header, chunks = container.unpack_audio(data)
+    for changed in (
+        container.AudioHeader(**{**header.__dict__, "model_hash": b"\x00\x01\x02\x03"}),
+        container.AudioHeader(**{**header.__dict__, "model_name": "aud9"}),
+    ):
+        with pytest.raises(MissingModelError, match=changed.model_name):
+            codec_audio.decompress_audio(container.pack_audio(changed, chunks))
