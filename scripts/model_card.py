@@ -45,10 +45,10 @@ def tables(results: Path) -> str:
                 f"| {r['width']}x{r['height']} ({r['megapixels']:.0f} MP) | {r['encode_s']:.1f} | "
                 f"{r['decode_s']:.1f} | {r['peak_rss_mb']:.0f} |"
             )
-    env = summary["environment"]
+    env = json.loads((results / "vqcodec.json").read_text())["environment"]  # where our timings come from
     lines += [
         "",
-        f"Measured on {env['cpu_count']} CPU cores ({env['processor']}), {env['threads']} torch threads, "
+        f"vqcodec measured on {env['cpu_count']} CPU cores ({env['processor']}), {env['threads']} torch threads, "
         f"torch {env['torch']}, Python {env['python']}.",
     ]
     return "\n".join(lines)
