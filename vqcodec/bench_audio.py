@@ -117,9 +117,10 @@ def opus_codec() -> AudioCodec:
         pcm = np.concatenate(frames, 1).astype(np.float32)  # planar float: [C, n]
         return pcm
 
+    libavcodec = ".".join(map(str, av.library_versions.get("libavcodec", ())))
     return AudioCodec(
-        f"Opus (libopus {av.library_versions.get('libavcodec', '')})",
-        f"libopus via PyAV {av.__version__}, Ogg container, 48 kHz",
+        "Opus",
+        f"libopus via PyAV {av.__version__} (libavcodec {libavcodec}), Ogg container, 48 kHz",
         OPUS_KBPS,
         encode,
         decode,
