@@ -246,15 +246,16 @@ def _decompress_audio(coded: bytes, src: Path, output: Path | None, device: str,
         raise UsageError(f"cannot write '{suffix}' audio: use one of {', '.join(sorted(AUDIO_OUTPUT_FORMATS))}")
     if out != STDIO:
         _check_output(src, out, force)
-    header, _ = container.unpack_audio(coded)
     fmt, subtype = AUDIO_OUTPUT_FORMATS[suffix]
+    bar = None  # the progress bar, made when writing starts (blocks are decoded lazily)
+    header, blocks = codec_audio.decode_audio_blocks(coded, device, progress=lambda n: bar.update(n))
 
     def write(f) -> None:
         import numpy as np
         import soundfile
 
+        nonlocal bar
         with _progress_bar(header.segments, "decompressing") as bar:
-            _, blocks = codec_audio.decode_audio_blocks(coded, device, progress=bar.update)
             with soundfile.SoundFile(f, "w", header.sample_rate, header.channels, subtype, format=fmt) as sf:
                 for block in blocks:
                     sf.write(np.clip(block, -1.0, 1.0))

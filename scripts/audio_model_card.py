@@ -11,6 +11,8 @@ import math
 import sys
 from pathlib import Path
 
+from model_card import update_readme  # this folder is on sys.path when run as a script
+
 
 def _row(values: list, i: int, fmt: str) -> str:
     return format(values[i], fmt) if values and i < len(values) else "–"
@@ -105,12 +107,7 @@ quantization-aware training {[round(x, 2) for x in flt]}, shipped integer prior 
 {tables(results)}
 """
     model.with_suffix(".md").write_text(text)
-    readme = Path(__file__).resolve().parent.parent / "README.md"
-    start, end = "<!-- audio-results:start -->", "<!-- audio-results:end -->"
-    body = readme.read_text()
-    if start in body and end in body:
-        head, rest = body.split(start, 1)
-        readme.write_text(head + start + "\n" + tables(results) + "\n" + end + rest.split(end, 1)[1])
+    update_readme("<!-- audio-results:start -->", "<!-- audio-results:end -->", tables(results))
     print(tables(results))
 
 

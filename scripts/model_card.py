@@ -54,6 +54,15 @@ def tables(results: Path) -> str:
     return "\n".join(lines)
 
 
+def update_readme(start: str, end: str, text: str) -> None:
+    """Replace what lies between the two markers in the README (if both are there)."""
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    body = readme.read_text()
+    if start in body and end in body:
+        head, rest = body.split(start, 1)
+        readme.write_text(head + start + "\n" + text + "\n" + end + rest.split(end, 1)[1])
+
+
 def main(model: Path, results: Path) -> None:
     card = json.loads(model.with_suffix(".json").read_text())
     report = card["prior_report"]
@@ -95,12 +104,7 @@ Bits per index on held-out training photos, per stage: float prior before quanti
 {tables(results)}
 """
     model.with_suffix(".md").write_text(text)
-    readme = Path(__file__).resolve().parent.parent / "README.md"
-    start, end = "<!-- results:start -->", "<!-- results:end -->"
-    body = readme.read_text()
-    if start in body and end in body:
-        head, rest = body.split(start, 1)
-        readme.write_text(head + start + "\n" + tables(results) + "\n" + end + rest.split(end, 1)[1])
+    update_readme("<!-- results:start -->", "<!-- results:end -->", tables(results))
     print(tables(results))
 
 

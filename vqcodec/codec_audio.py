@@ -292,7 +292,10 @@ def decode_audio_indices(
     data: bytes, device: str = "auto", max_seconds: float = container.DEFAULT_MAX_SECONDS
 ) -> Iterator[list[torch.Tensor]]:
     """Indices of each segment, one [q_s, 1, frames] grid per stream, checked by their CRCs."""
-    header, chunks, model = open_audio_file(data, device, max_seconds)
+    yield from _segments(*open_audio_file(data, device, max_seconds))
+
+
+def _segments(header: AudioHeader, chunks: list[AudioChunk], model: CodecModel) -> Iterator[list[torch.Tensor]]:
     for seg in range(header.segments):
         yield [_decode_chunk(model, header, c) for c in chunks[seg * header.channels : (seg + 1) * header.channels]]
 
@@ -322,14 +325,14 @@ def decode_audio_blocks(
     progress: Progress | None = None,
 ) -> tuple[AudioHeader, Iterator[np.ndarray]]:
     """(header, blocks [n, channels] float32 at the source rate), decoded segment by segment."""
-    header, _, model = open_audio_file(data, device, max_seconds)
+    header, chunks, model = open_audio_file(data, device, max_seconds)
     rate, hop = model.vqvae.cfg.sample_rate, model.vqvae.cfg.hop
     n_model = model_length(model, header.length, header.sample_rate)[0]
     mid_side = bool(header.flags & container.FLAG_MID_SIDE)
 
     def blocks() -> Iterator[np.ndarray]:
         resample = _Resampler(rate, header.sample_rate, header.channels)
-        segments = decode_audio_indices(data, device, max_seconds)
+        segments = _segments(header, chunks, model)
         window = [next(segments)] if header.segments else []
         written = 0
         for seg in range(header.segments):

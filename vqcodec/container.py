@@ -94,10 +94,27 @@ class _Reader:
         raise CorruptFileError("malformed size field")
 
 
-def pack(header: Header, payloads: list[bytes], indices_crc: int) -> bytes:
-    name = header.model_name.encode("ascii")
-    if not 0 < len(name) <= MAX_NAME or len(header.model_hash) != 4:
+def _model_name_bytes(name: str, model_hash: bytes) -> bytes:
+    encoded = name.encode("ascii")
+    if not 0 < len(encoded) <= MAX_NAME or len(model_hash) != 4:
         raise UsageError("model name must be 1..32 ASCII characters")
+    return encoded
+
+
+def _read_model(r: _Reader) -> tuple[str, bytes]:
+    """The model name (length byte, ASCII) and the 4-byte weights hash, checked."""
+    name_len = r.byte()
+    if not 0 < name_len <= MAX_NAME:
+        raise CorruptFileError("bad model name length")
+    try:
+        name = r.take(name_len).decode("ascii")
+    except UnicodeDecodeError:
+        raise CorruptFileError("model name is not ASCII") from None
+    return name, r.take(4)
+
+
+def pack(header: Header, payloads: list[bytes], indices_crc: int) -> bytes:
+    name = _model_name_bytes(header.model_name, header.model_hash)
     if len(payloads) != len(header.chunk_grid()):
         raise ValueError("one payload per chunk")
     parts = [
@@ -126,16 +143,10 @@ def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Header, l
         raise CorruptFileError("file is damaged or truncated (CRC mismatch)")
     r = _Reader(data[:-4])
     r.take(4)
-    kind, flags, name_len = r.byte(), r.byte(), r.byte()
+    kind, flags = r.byte(), r.byte()
     if kind != KIND_IMAGE:
         raise CorruptFileError(f"not an image .vqc file (media kind {kind})")
-    if not 0 < name_len <= MAX_NAME:
-        raise CorruptFileError("bad model name length")
-    try:
-        name = r.take(name_len).decode("ascii")
-    except UnicodeDecodeError:
-        raise CorruptFileError("model name is not ASCII") from None
-    model_hash = r.take(4)
+    name, model_hash = _read_model(r)
     width, height = r.varint(), r.varint()
     if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
         raise CorruptFileError(f"implausible image size {width}x{height}")
@@ -197,9 +208,7 @@ def kind_of(data: bytes) -> str:
 
 
 def pack_audio(header: AudioHeader, chunks: list[AudioChunk]) -> bytes:
-    name = header.model_name.encode("ascii")
-    if not 0 < len(name) <= MAX_NAME or len(header.model_hash) != 4:
-        raise UsageError("model name must be 1..32 ASCII characters")
+    name = _model_name_bytes(header.model_name, header.model_hash)
     if len(chunks) != header.segments * header.channels or len(header.stages) != header.channels:
         raise ValueError("one chunk per segment and stream, one stage count per stream")
     head = b"".join(
@@ -228,14 +237,8 @@ def unpack_audio(data: bytes, max_seconds: float = DEFAULT_MAX_SECONDS) -> tuple
         raise CorruptFileError("not an audio .vqc file")
     r = _Reader(data)
     r.take(5)
-    flags, name_len = r.byte(), r.byte()
-    if not 0 < name_len <= MAX_NAME:
-        raise CorruptFileError("bad model name length")
-    try:
-        name = r.take(name_len).decode("ascii")
-    except UnicodeDecodeError:
-        raise CorruptFileError("model name is not ASCII") from None
-    model_hash = r.take(4)
+    flags = r.byte()
+    name, model_hash = _read_model(r)
     rate, channels, length, frames = r.varint(), r.byte(), r.varint(8), r.varint()
     if not (0 < rate <= MAX_RATE and 0 < channels <= MAX_CHANNELS):
         raise CorruptFileError(f"implausible audio format: {rate} Hz, {channels} channels")

@@ -7,7 +7,6 @@ The prior for audio, the codec and the container come later; this trains the aut
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 import subprocess
@@ -23,12 +22,10 @@ from .mel import mel_distance
 from .model import AudioVQVAE
 from .nets_audio import AudioNetConfig
 from .prior import PriorConfig
-from .registry import save_model
-from .train_prior import train_prior
+from .train_prior import export_model, train_prior
 from .training import (
     batch_stream,
     load_trained_vqvae,
-    plot_curves,
     resume_vqvae,
     setup_runtime,
     stages_per_sample,
@@ -276,22 +273,5 @@ def train_audio_model(
     val = audio_index_set(vqvae, held_out, 64, seconds=4.0, seed=2)
     prior_cfg = audio_prior_config(vqvae.cfg, **(prior_options or {}))
     prior, report = train_prior(grids, val, prior_cfg, cache, prior_minutes, device=rt.device)
-    log_path = cache / "vqvae_log.jsonl"
-    log = [json.loads(line) for line in open(log_path)] if log_path.exists() else []
-    meta = {
-        "prior": asdict(prior.cfg),
-        "vqvae_steps": vqvae_steps,
-        "prior_steps": report["steps"],
-        "training_files": {k: len(v) for k, v in groups.items()},
-    }
-    save_model(out, name, vqvae, prior.to_integer(), meta)
-    card = {
-        **meta,
-        "net": asdict(vqvae.cfg),
-        "hardware": f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}",
-        "prior_report": report,
-        "vqvae_curve": log[:: max(1, len(log) // 200)],
-    }
-    out.with_suffix(".json").write_text(json.dumps(card, indent=1))
-    plot_curves(cache, out.with_suffix(".curves.png"))
-    return card
+    files = {"training_files": {k: len(v) for k, v in groups.items()}}
+    return export_model(out, name, vqvae, prior, report, cache, vqvae_steps, files)

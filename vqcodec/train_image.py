@@ -7,7 +7,6 @@ training restarts from the compact shipped weights (fresh optimizer).
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from dataclasses import asdict
@@ -23,12 +22,10 @@ from .media import list_images
 from .model import ImageVQVAE
 from .nets import ImageNetConfig
 from .prior import PriorConfig
-from .registry import save_model
-from .train_prior import train_prior
+from .train_prior import export_model, train_prior
 from .training import (
     batch_stream,
     load_trained_vqvae,
-    plot_curves,
     resume_vqvae,
     setup_runtime,
     stages_per_sample,
@@ -233,22 +230,5 @@ def train_image_model(
     val = index_set(vqvae, held_out or train_paths, 32, seed=2)
     prior_cfg = PriorConfig(codebook_sizes=vqvae.cfg.codebook_sizes, **(prior_options or {}))
     prior, report = train_prior(grids, val, prior_cfg, cache, prior_minutes, device=rt.device)
-    log = [json.loads(line) for line in open(cache / "vqvae_log.jsonl")] if (cache / "vqvae_log.jsonl").exists() else []
-    meta = {
-        "prior": asdict(prior.cfg),
-        "vqvae_steps": vqvae_steps,
-        "prior_steps": report["steps"],
-        "training_data": str(data),
-        "training_images": len(paths),
-    }
-    save_model(out, name, vqvae, prior.to_integer(), meta)
-    card = {
-        **meta,
-        "net": asdict(vqvae.cfg),
-        "hardware": f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}",
-        "prior_report": report,
-        "vqvae_curve": log[:: max(1, len(log) // 200)],
-    }
-    out.with_suffix(".json").write_text(json.dumps(card, indent=1))
-    plot_curves(cache, out.with_suffix(".curves.png"))
-    return card
+    data_meta = {"training_data": str(data), "training_images": len(paths)}
+    return export_model(out, name, vqvae, prior, report, cache, vqvae_steps, data_meta)

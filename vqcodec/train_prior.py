@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from .prior import NUM_PASSES, IntegerPrior, PriorConfig, PriorNet, pass_map
-from .training import StopFlag
+from .registry import save_model
+from .training import StopFlag, plot_curves
 from .weights import load_training_state, save_training_state
 
 
@@ -125,3 +126,24 @@ def train_prior(
     report["qat_bits_per_index"] = prior_bits(prior, val)
     report["steps"] = step
     return prior, report
+
+
+def export_model(
+    out: Path, name: str, vqvae, prior: PriorNet, report: dict, cache: Path, vqvae_steps: int, data_meta: dict
+) -> dict:
+    """Write the model file, its .json training report (with the VQ-VAE curve) and its curves
+    PNG; returns the report."""
+    log_path = cache / "vqvae_log.jsonl"
+    log = [json.loads(line) for line in open(log_path)] if log_path.exists() else []
+    meta = {"prior": asdict(prior.cfg), "vqvae_steps": vqvae_steps, "prior_steps": report["steps"], **data_meta}
+    save_model(out, name, vqvae, prior.to_integer(), meta)
+    card = {
+        **meta,
+        "net": asdict(vqvae.cfg),
+        "hardware": f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}",
+        "prior_report": report,
+        "vqvae_curve": log[:: max(1, len(log) // 200)],
+    }
+    out.with_suffix(".json").write_text(json.dumps(card, indent=1))
+    plot_curves(cache, out.with_suffix(".curves.png"))
+    return card
