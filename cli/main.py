@@ -6,7 +6,6 @@ input, 4 corrupt .vqc file, 5 model not installed, 130 interrupted.
 
 from __future__ import annotations
 
-import ctypes
 import io
 import json
 import os
@@ -77,22 +76,10 @@ class _Group(click.Group):
                         click.echo(f"vqcodec: warning: {w.message}", err=True)
 
 
-def _return_large_buffers_to_the_system() -> None:
-    """Long audio allocates and frees buffers of a few MB per segment, over and over. glibc would
-    serve them from its heap, which fragments: a 1-hour file grew the process by 1.1 GB. A fixed
-    mmap threshold (M_MMAP_THRESHOLD = 1 MiB) hands them back to the system when freed."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)
-        except (OSError, AttributeError):  # not glibc: nothing to do
-            pass
-
-
 @click.group(cls=_Group)
 @click.version_option(package_name="vqcodec")
 def main() -> None:
     """vqcodec: a learned image and audio codec (VQ-VAE + integer-exact prior + range coding)."""
-    _return_large_buffers_to_the_system()
 
 
 STDIO = Path("-")
@@ -436,12 +423,31 @@ def _train_options(kind: str):
             click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])),
             click.option("--threads", type=int, help="CPU threads for torch."),
             click.option("--workers", type=int, help="Data loading processes [0 on a CPU, up to 8 with a GPU]."),
+            click.option("--save-every", "save_minutes", type=float, help="Minutes between saved states [5]."),
+            click.option(
+                "--resume/--fresh",
+                default=True,
+                help="Continue from the cached state or MODEL's weights (default), or start over "
+                "(the old state is moved aside, not deleted).",
+            ),
         ]
         for option in reversed(options):
             fn = option(fn)
         return fn
 
     return decorate
+
+
+def _move_aside(cache: Path) -> None:
+    """`--fresh`: the old training state is kept as CACHE.old-N rather than deleted."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError("--fresh works in one process; under torchrun, give a new --cache instead")
+    if cache.exists() and any(cache.iterdir()):
+        n = 1
+        while cache.with_name(f"{cache.name}.old-{n}").exists():
+            n += 1
+        cache.rename(cache.with_name(f"{cache.name}.old-{n}"))
+        click.echo(f"moved the old training state to {cache.name}.old-{n}", err=True)
 
 
 def _run_training(kind: str, data: Path | None, out: Path, config: Path | None, cache: Path | None, **given) -> None:
@@ -458,6 +464,8 @@ def _run_training(kind: str, data: Path | None, out: Path, config: Path | None, 
         torch.set_num_threads(given["threads"])
     out = out if out.suffix == ".safetensors" else out.with_name(out.name + ".safetensors")
     cache = cache or Path.home() / ".cache" / "vqcodec" / out.stem
+    if not settings["resume"]:
+        _move_aside(cache)
     common = {
         "name": out.stem,
         "lr": settings["lr"],
@@ -469,6 +477,8 @@ def _run_training(kind: str, data: Path | None, out: Path, config: Path | None, 
         "max_steps": settings.get("max_steps"),
         "log_every": settings["log_every"],
         "workers": settings.get("workers"),
+        "save_minutes": settings["save_minutes"],
+        "resume": settings["resume"],
     }
     minutes = (settings["vqvae_minutes"], settings["prior_minutes"])
     if kind == "image":
@@ -480,7 +490,7 @@ def _run_training(kind: str, data: Path | None, out: Path, config: Path | None, 
         from vqcodec.train_audio import train_audio_model, training_audio
 
         groups = training_audio(data, cache.parent / "audio-src") if settings["music"] else {"speech": list_audio(data)}
-        card = train_audio_model(groups, out, cache, *minutes, **common)
+        card = train_audio_model(groups, out, cache, *minutes, speech_share=settings["speech_share"], **common)
     if card["vqvae_steps"] is None:  # a rank other than 0 of a torchrun job
         return
     if card["prior_steps"]:

@@ -51,6 +51,16 @@ def test_a_few_training_steps_and_resume(tmp_path):
     assert len(lines) > first and f'"step": {first + 1},' in lines[first]
 
 
+def test_groups_are_drawn_in_their_shares(tmp_path):
+    """Quiet speech and loud music: the share of quiet segments follows `shares`, not durations."""
+    speech, music = tmp_path / "speech.wav", tmp_path / "music.wav"
+    soundfile.write(speech, np.full(24000, 0.01), 24000)
+    soundfile.write(music, np.full(24000 * 20, -0.5), 24000)
+    sampler = SegmentSampler({"speech": [speech], "music": [music]}, 24000, 0.1, shares={"speech": 0.8, "music": 0.2})
+    negative = (sampler.sample(2000)[:, 0, 0] < 0).float().mean().item()
+    assert 0.17 < negative < 0.23
+
+
 def test_resume_makes_the_same_steps_as_an_uninterrupted_run(tmp_path):
     from vqcodec.weights import load_tensors
 

@@ -116,6 +116,11 @@ def test_train_image_then_code_with_the_new_model(tmp_path, monkeypatch):
     assert runner.invoke(main, ["compress", str(data / "p0.png"), "-m", "mine", "-q", "2"]).exit_code == 0
     assert runner.invoke(main, ["decompress", str(data / "p0.vqc")]).exit_code == 0
     assert Image.open(data / "p0.vqc.png").size == (270, 260)
+    # --fresh starts over from step 0, keeping the old state aside
+    again = args[:-6] + ["--fresh", "--max-steps", "1", "--prior-minutes", "0", "--cache", str(tmp_path / "cache")]
+    result = runner.invoke(main, again)
+    assert result.exit_code == 0, result.output
+    assert "VQ-VAE at step 1 " in result.output and (tmp_path / "cache.old-1" / "vqvae_state.safetensors").exists()
 
 
 def test_bad_recipe_is_a_usage_error(tmp_path):

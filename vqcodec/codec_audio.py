@@ -14,8 +14,11 @@ so the file's real bitrate is lower than the one asked for.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import io
 import math
+import sys
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -93,6 +96,28 @@ def _checked(source: Source, name: str) -> Source:
 
     source.blocks = finite(source.blocks)
     return source
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:  # another C library: nothing to do
+        return None
+
+
+def _release_freed_memory() -> None:
+    """Called after each segment. The networks allocate and free buffers of a few MB per
+    segment; glibc serves them from its heap, which fragments, and a 1-hour file grew the
+    process by 1.1 GB. malloc_trim hands the heap's free pages back (measured: a 15-minute
+    file peaks at 520 MB instead of 870 MB, at no loss of speed; a fixed mmap threshold did
+    the same but made coding 50 % slower)."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -214,6 +239,7 @@ def encode_audio(
             all_indices.append(grids)
             chunks.extend(_chunk(codec_model, seg, s, g) for s, g in enumerate(grids))
             held, held_start = held[:, start + seg_len - held_start :], start + seg_len
+            _release_freed_memory()
             if progress:
                 progress(1)
 
@@ -346,6 +372,7 @@ def decode_audio_blocks(
             written += len(out)
             yield out
             window = window[-2:]
+            _release_freed_memory()
             if progress:
                 progress(1)
         if written < header.length:  # the resampler may return a few samples short

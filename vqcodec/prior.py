@@ -18,8 +18,9 @@ integer network (``IntegerPrior``):
   * inputs, weights and activations are integers in [-127, 127]; each convolution is an
     im2col matrix product in float32 whose every product and partial sum is an integer below
     2**24 in magnitude (checked when the prior is built), so any summation order is exact;
-  * between layers, accumulators are rescaled in int64 by an integer multiplier and a
-    right shift (floor), then clamped to [0, 127] (a quantized ReLU);
+  * between layers, accumulators are rescaled by an integer multiplier and a right shift
+    (floor), computed exactly in float64 (bounds checked), then clamped to [0, 127] (a
+    quantized ReLU);
   * logits are integers in units of 1/LOGIT_STEPS nat; probabilities are read from a lookup
     table of exp() values stored with the model and normalised by an integer sum.
 ``PriorNet`` is the float network it is trained as, with fake quantization (straight-through

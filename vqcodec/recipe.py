@@ -1,7 +1,8 @@
 """Training recipes: a TOML file with the architecture and the schedule of a model.
 
-    [train]   data, music (audio), vqvae_minutes, prior_minutes, lr, batch, prior_grids, log_every,
-              workers (data loading processes; default none on a CPU, up to 8 beside a GPU)
+    [train]   data, vqvae_minutes, prior_minutes, lr, batch, prior_grids, log_every, save_minutes,
+              workers (data loading processes; default none on a CPU, up to 8 beside a GPU),
+              music and speech_share (audio: Debian's music, and the share of speech segments)
     [net]     fields of ImageNetConfig / AudioNetConfig
     [prior]   fields of PriorConfig (embed_dim, hidden, layers, kernel)
 
@@ -22,10 +23,18 @@ from .weights import config_from_dict
 
 TRAIN_DEFAULTS = {
     "image": {"vqvae_minutes": 60.0, "prior_minutes": 20.0, "lr": 4e-4, "batch": 8, "prior_grids": 3000},
-    "audio": {"vqvae_minutes": 60.0, "prior_minutes": 15.0, "lr": 4e-4, "batch": 8, "prior_grids": 2000, "music": True},
+    "audio": {
+        "vqvae_minutes": 60.0,
+        "prior_minutes": 15.0,
+        "lr": 4e-4,
+        "batch": 8,
+        "prior_grids": 2000,
+        "music": True,
+        "speech_share": 0.5,
+    },
 }
 for _defaults in TRAIN_DEFAULTS.values():
-    _defaults["log_every"] = 50
+    _defaults.update(log_every=50, save_minutes=5.0)
 NET_CONFIGS = {"image": ImageNetConfig, "audio": AudioNetConfig}
 PRIOR_KEYS = {"embed_dim", "hidden", "layers", "kernel"}
 

@@ -55,17 +55,27 @@ def fetch_debian_audio(cache: Path) -> Path:
 class SegmentSampler:
     """Random segments of mono audio at the model's rate, with a random gain (-20..0 dB).
 
-    `groups` (e.g. speech and music) are drawn equally often whatever their durations, so six
-    hours of music do not drown half an hour of speech; within a group, clips are drawn in
-    proportion to their length. Clips are held in memory as int16 (about 1 GB for 6 hours).
+    `groups` (e.g. speech and music) are drawn in the proportions `shares` (equally by default)
+    whatever their durations, so six hours of music do not drown half an hour of speech; within
+    a group, clips are drawn in proportion to their length. Clips are held in memory as int16
+    (about 1 GB for 6 hours).
     """
 
-    def __init__(self, groups: dict[str, list[Path]] | list[Path], sample_rate: int, seconds: float, seed: int = 0):
+    def __init__(
+        self,
+        groups: dict[str, list[Path]] | list[Path],
+        sample_rate: int,
+        seconds: float,
+        seed: int = 0,
+        shares: dict[str, float] | None = None,
+    ):
         self.length = int(seconds * sample_rate)
         self.rng = random.Random(seed)
         if not isinstance(groups, dict):
             groups = {"all": list(groups)}
-        self.groups = [g for g in (self._load(paths, sample_rate) for paths in groups.values()) if g[0]]
+        loaded = {name: self._load(paths, sample_rate) for name, paths in groups.items()}
+        self.groups = [g for g in loaded.values() if g[0]]
+        self.shares = [(shares or {}).get(name, 1.0) for name, g in loaded.items() if g[0]]
         if not self.groups:
             raise ValueError("no usable training audio")
 
@@ -89,7 +99,7 @@ class SegmentSampler:
         rng = self.rng if step is None else random.Random(step)
         out = np.zeros((batch, 1, self.length), dtype=np.float32)
         picks = []
-        for clips, weights in rng.choices(self.groups, k=batch):
+        for clips, weights in rng.choices(self.groups, weights=self.shares, k=batch):
             picks += rng.choices(clips, weights=weights, k=1)
         for i, clip in enumerate(picks):
             start = rng.randint(0, max(0, len(clip) - self.length))
@@ -129,6 +139,8 @@ def train_audio_vqvae(
     max_steps: int | None = None,
     device: str = "auto",
     workers: int | None = None,
+    speech_share: float = 0.5,
+    save_every_s: float = 300,
 ) -> Path:
     """Train (or resume) the audio VQ-VAE for `minutes` (or up to `max_steps`); returns the state file.
 
@@ -145,7 +157,8 @@ def train_audio_vqvae(
     groups = paths if isinstance(paths, dict) else {"all": list(paths)}
     held_out = {k: v[::20] if len(v) >= 20 else v[:1] for k, v in groups.items()}
     train = {k: [p for p in v if p not in set(held_out[k])] or v for k, v in groups.items()}
-    sampler = SegmentSampler(train, cfg.sample_rate, seconds)
+    shares = {"speech": speech_share, "music": 1 - speech_share}
+    sampler = SegmentSampler(train, cfg.sample_rate, seconds, shares=shares)
     val_wave = SegmentSampler(held_out, cfg.sample_rate, seconds).sample(8, 0).to(rt.device)
     levels = model.num_stages
 
@@ -189,6 +202,7 @@ def train_audio_vqvae(
         minutes,
         lr,
         log_every=log_every,
+        save_every_s=save_every_s,
         max_steps=max_steps,
         runtime=rt,
         validate=validate,
@@ -239,11 +253,14 @@ def train_audio_model(
     max_steps: int | None = None,
     log_every: int = 50,
     workers: int | None = None,
+    speech_share: float = 0.5,
+    save_minutes: float = 5.0,
+    resume: bool = True,
 ) -> dict:
     """Rebuild a shipped audio model: resume the VQ-VAE, train the prior, export both (with
     `prior_minutes` <= 0 only the VQ-VAE trains). Writes `out` and its .json training report.
     `net` and `prior_options` (PriorConfig fields) come from a recipe."""
-    init = out if out.exists() else None
+    init = out if resume and out.exists() else None
     rt = setup_runtime(device)
     if vqvae_minutes > 0:
         train_audio_vqvae(
@@ -258,6 +275,8 @@ def train_audio_model(
             device=device,
             log_every=log_every,
             workers=workers,
+            speech_share=speech_share,
+            save_every_s=60 * save_minutes,
         )
     rt.finish()  # the prior trains in one process: the other ranks are done
     if not rt.main:

@@ -191,18 +191,21 @@ def train_image_model(
     max_steps: int | None = None,
     log_every: int = 50,
     workers: int | None = None,
+    save_minutes: float = 5.0,
+    resume: bool = True,
 ) -> dict:
     """Rebuild a shipped image model: resume the VQ-VAE, train the prior, export both
     (with `prior_minutes` <= 0, only the VQ-VAE trains and nothing is exported). `net` and
     `prior_options` (PriorConfig fields) come from a recipe; defaults are the shipped model's.
 
-    The export is `out` (fp16 VQ-VAE + integer prior, safetensors) and `out` with suffix
+    With `resume` False, `out`'s existing weights are not used as a starting point (the caller
+    clears the cache). The export is `out` (fp16 VQ-VAE + integer prior, safetensors) and `out` with suffix
     .json (training report: steps, data, hardware, bits per index of float and integer prior).
     """
     paths = list_images(data)
     if not paths:
         raise UsageError(f"no training images under {data}")
-    init = out if out.exists() else None
+    init = out if resume and out.exists() else None
     if vqvae_minutes > 0:
         train_vqvae(
             paths,
@@ -216,6 +219,7 @@ def train_image_model(
             device=device,
             log_every=log_every,
             workers=workers,
+            save_every_s=60 * save_minutes,
         )
     rt = setup_runtime(device)
     rt.finish()  # the prior trains in one process: the other ranks are done
