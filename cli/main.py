@@ -193,12 +193,28 @@ def _compress_audio(src: bytes | Path, bitrate: float, model: str, device: str) 
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Original image: also print PSNR and MS-SSIM against it.",
 )
-def decompress(src: Path, output: Path | None, device: str, force: bool, compare: Path | None) -> None:
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(1),
+    default=container.DEFAULT_MAX_PIXELS,
+    show_default=True,
+    help="Refuse images whose header claims more pixels (checked before anything is allocated).",
+)
+@click.option(
+    "--max-hours",
+    type=click.FloatRange(0, min_open=True),
+    default=container.DEFAULT_MAX_SECONDS / 3600,
+    show_default=True,
+    help="Refuse sounds whose header claims a longer duration.",
+)
+def decompress(
+    src: Path, output: Path | None, device: str, force: bool, compare: Path | None, max_pixels: int, max_hours: float
+) -> None:
     """Decode a .vqc file: an image (PNG by default, beside the input as NAME.vqc.png) or a
     sound (WAV by default, NAME.vqc.wav, at the source's rate, channels and length)."""
     coded = _read(src)
     if container.kind_of(coded) == "audio":
-        _decompress_audio(coded, src, output, device, force)
+        _decompress_audio(coded, src, output, device, force, max_hours * 3600)
         return
     out = output or (STDIO if src == STDIO else src.with_name(src.name + ".png"))
     suffix = ".png" if out == STDIO else out.suffix.lower()
@@ -206,7 +222,7 @@ def decompress(src: Path, output: Path | None, device: str, force: bool, compare
         raise UsageError(f"cannot write '{suffix}' images: use one of {', '.join(sorted(IMAGE_OUTPUT_SUFFIXES))}")
     if out != STDIO:
         _check_output(src, out, force)
-    image = codec.decompress(coded, device=device)
+    image = codec.decompress(coded, device=device, max_pixels=max_pixels)
     fmt = {".tif": "TIFF", ".ppm": "PPM"}.get(suffix, suffix[1:].upper())
     buf = io.BytesIO()
     image.save(buf, format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
@@ -226,7 +242,9 @@ def decompress(src: Path, output: Path | None, device: str, force: bool, compare
         click.echo(f"{bpp:.4f} bpp, PSNR {psnr_rgb(original, decoded):.2f} dB{msssim}", err=out == STDIO)
 
 
-def _decompress_audio(coded: bytes, src: Path, output: Path | None, device: str, force: bool) -> None:
+def _decompress_audio(
+    coded: bytes, src: Path, output: Path | None, device: str, force: bool, max_seconds: float
+) -> None:
     out = output or (STDIO if src == STDIO else src.with_name(src.name + ".wav"))
     suffix = ".wav" if out == STDIO else out.suffix.lower()
     if suffix not in AUDIO_OUTPUT_FORMATS:
@@ -235,7 +253,7 @@ def _decompress_audio(coded: bytes, src: Path, output: Path | None, device: str,
         _check_output(src, out, force)
     fmt, subtype = AUDIO_OUTPUT_FORMATS[suffix]
     bar = None  # the progress bar, made when writing starts (blocks are decoded lazily)
-    header, blocks = codec_audio.decode_audio_blocks(coded, device, progress=lambda n: bar.update(n))
+    header, blocks = codec_audio.decode_audio_blocks(coded, device, max_seconds, progress=lambda n: bar.update(n))
 
     def write(f) -> None:
         import numpy as np

@@ -141,6 +141,20 @@ def test_audio_compress_decompress_info(tmp_path):
     assert not list(tmp_path.glob("*.part"))
 
 
+def test_decoding_limits_are_options(tmp_path, photo):
+    runner = CliRunner()
+    src = _write_photo(tmp_path / "photo.png", photo)
+    assert runner.invoke(main, ["compress", str(src), "-m", "tiny", "-q", "1"]).exit_code == 0
+    result = runner.invoke(main, ["decompress", str(tmp_path / "photo.vqc"), "--max-pixels", "100"])
+    assert result.exit_code == 4 and "over the limit of 100 pixels" in result.output
+    assert not (tmp_path / "photo.vqc.png").exists()
+    sound = _write_sound(tmp_path / "talk.flac")  # 1.5 s
+    assert runner.invoke(main, ["compress", str(sound), "-m", "tinyaudio"]).exit_code == 0
+    result = runner.invoke(main, ["decompress", str(tmp_path / "talk.vqc"), "--max-hours", "0.0001"])
+    assert result.exit_code == 4 and "over the limit" in result.output
+    assert runner.invoke(main, ["decompress", str(tmp_path / "talk.vqc"), "--max-hours", "0.001"]).exit_code == 0
+
+
 def test_audio_on_stdin_is_recognised(tmp_path):
     src = _write_sound(tmp_path / "a.wav", channels=1)
     result = CliRunner().invoke(main, ["compress", "-", "-m", "tinyaudio"], input=src.read_bytes())
