@@ -63,6 +63,13 @@ def tables(results: Path) -> str:
     return "\n".join(lines)
 
 
+def recipe_notes(model: Path) -> str:
+    """The comment lines of the model's recipe (they tell the training phases), quoted."""
+    recipe = Path(__file__).parent.parent / "configs" / f"{model.stem}.toml"
+    notes = [line[1:].strip() for line in recipe.read_text().splitlines() if line.startswith("#")]
+    return "\n".join(f"  > {line}" for line in notes)
+
+
 def main(model: Path, results: Path) -> None:
     card = json.loads(model.with_suffix(".json").read_text())
     net, prior, report = card["net"], card["prior"], card["prior_report"]
@@ -88,15 +95,17 @@ and an integer-exact prior.
 ## Training
 - Data: {card["training_files"]} files: the speech of `../shared/data/audio/train` (one reader, 37 min),
   Debian's `ktuberling-data` (short words by many voices, many languages) and the `wesnoth-1.16-music`
-  and `warzone2100-music` soundtracks (about 6 hours). Speech and music are drawn equally often;
-  1-second segments, random gain -20..0 dB after peak normalisation. The test clips were never used.
+  and `warzone2100-music` soundtracks (about 6 hours). Speech and music are drawn in fixed shares
+  (see the recipe); 1-second segments, random gain -20..0 dB after peak normalisation. The test
+  clips were never used.
 - VQ-VAE: {card["vqvae_steps"]} steps of batch 8, Adam; loss 0.1 L1(waveform) + multi-resolution STFT
   (log magnitude L1 + spectral convergence, 256-2048) + 2 log-mel distance + 0.25 commitment.
 - Prior: {card["prior_steps"]} steps of batch 32 grids of 4 s, float then fake-quantized (last 30 %).
 - Hardware: {card["hardware"]}; the curve is in `{model.stem}.json` (`vqvae_curve`).
-- Rebuild: `vqcodec train audio --data ../shared/data/audio/train --out models/{model.stem}.safetensors`
-  with the minutes given in the README; running it again continues from the cached state (or from the
-  shipped weights).
+- Recipe: `configs/{model.stem}.toml`, which says:
+{recipe_notes(model)}
+- Rebuild: `vqcodec train audio -o models/{model.stem} --config configs/{model.stem}.toml`; running it
+  again continues from the cached state (or from the shipped weights).
 
 ## Cost of exactness and the prior's saving
 Bits per index on held-out training audio, per stage (of log2(1024) = 10): float prior before

@@ -1,8 +1,7 @@
 """Encoder and decoder networks of the audio VQ-VAE (1-D, 24 kHz, hop 320 = 75 frames/s).
 
-Not yet wired into a codec: this is the model that `vqcodec.train_audio` trains. Latents are
-returned as [B, D, 1, T] so that the image quantizer and prior (which work on 2-D grids) apply
-to audio unchanged, with grids of height 1.
+Latents are returned as [B, D, 1, T] so that the image quantizer and prior (which work on 2-D
+grids) apply to audio unchanged, with grids of height 1.
 """
 
 from __future__ import annotations

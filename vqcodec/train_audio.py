@@ -2,7 +2,7 @@
 
 Training data: the speech in ../shared/data/audio/train, plus music and many-voice speech from
 Debian packages (fetched with `fetch_debian_audio`, cached, no network needed afterwards).
-The prior for audio, the codec and the container come later; this trains the autoencoder.
+`train_audio_model` trains the VQ-VAE, then the prior on its indices, and exports both.
 """
 
 from __future__ import annotations
