@@ -14,6 +14,13 @@ from pathlib import Path
 from model_card import update_readme  # this folder is on sys.path when run as a script
 
 
+def _file_counts(files: dict[str, int] | int) -> str:
+    """'2256 speech and 71 music files' from the trainer's per-group counts."""
+    if isinstance(files, int):
+        return f"{files} files"
+    return " and ".join(f"{count} {group}" for group, count in files.items()) + " files"
+
+
 def _row(values: list, i: int, fmt: str) -> str:
     return format(values[i], fmt) if values and i < len(values) else "–"
 
@@ -93,7 +100,7 @@ and an integer-exact prior.
   passes per stage (frames t mod 4 = 0, 2, 1, 3); int8 weights, 7-bit activations, exp lookup table.
 
 ## Training
-- Data: {card["training_files"]} files: the speech of `../shared/data/audio/train` (one reader, 37 min),
+- Data: {_file_counts(card["training_files"])}: the speech of `../shared/data/audio/train` (one reader, 37 min),
   Debian's `ktuberling-data` (short words by many voices, many languages) and the `wesnoth-1.16-music`
   and `warzone2100-music` soundtracks (about 6 hours). Speech and music are drawn in fixed shares
   (see the recipe); 1-second segments, random gain -20..0 dB after peak normalisation. The test
