@@ -210,8 +210,9 @@ class PriorNet(nn.Module):
         return tensors
 
 
-def exact_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Convolution ('same' padding, odd kernel) of integer-valued float32 tensors as im2col + matmul.
+def exact_conv(x: torch.Tensor, weight: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+    """Convolution ('same' padding, odd kernel) of integer-valued float32 tensors as im2col + matmul:
+    [B, O, h, w], or [B, O, N] at the N positions where the [h, w] mask `at` is set.
 
     A plain matrix product only multiplies and adds, so with all partial sums below 2**24 it
     is exact in any order; cuDNN/NNPACK convolutions may use Winograd or FFT transforms, which
@@ -220,8 +221,10 @@ def exact_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     b, c, h, w = x.shape
     kh, kw = weight.shape[-2:]
     cols = F.unfold(x, (kh, kw), padding=(kh // 2, kw // 2)) if kh * kw > 1 else x.reshape(b, c, h * w)
+    if at is not None:
+        cols = cols[:, :, at.flatten()]
     out = weight.reshape(weight.shape[0], -1).to(x.dtype) @ cols
-    return out.reshape(b, -1, h, w)
+    return out if at is not None else out.reshape(b, -1, h, w)
 
 
 def rescale(acc: torch.Tensor, mult: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -300,13 +303,16 @@ class IntegerPrior:
         h, w = indices.shape[-2:]
         decoded = (self.pass_map(h, w) < pass_).to(torch.float32)
         x = self._inputs(indices.to(self.device), stage, decoded)
+        last = self.cfg.layers - 1
         for i in range(self.cfg.layers):
-            acc = exact_conv(x, self._first_weight(stage) if i == 0 else self.f[f"conv.{i}.weight"])
+            weight = self._first_weight(stage) if i == 0 else self.f[f"conv.{i}.weight"]
+            # The last convolution and the 1x1 output head only where this pass needs them
+            # (a quarter of the positions).
+            acc = exact_conv(x, weight, at if i == last else None)
             bias = self.t[f"conv.{i}.bias"]
             bias = bias[stage] if i == 0 else bias
             x = torch.clamp(rescale(acc, self.t[f"conv.{i}.mult"], bias), 0, ACT_MAX).to(torch.float32)
-        # The 1x1 output head only where this pass needs it (a quarter of the positions).
-        x = x.flatten(2) if at is None else x[:, :, at]
+        x = x.flatten(2) if at is None else x
         acc = self.f[f"head.{stage}.weight"].flatten(1) @ x
         out = rescale(acc, self.t[f"head.{stage}.mult"], self.t[f"head.{stage}.bias"])
         return out.reshape(*out.shape[:2], h, w) if at is None else out
