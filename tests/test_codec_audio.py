@@ -147,22 +147,3 @@ def test_unknown_model_or_other_weights_name_the_model():
     ):
         with pytest.raises(MissingModelError, match=changed.model_name):
             codec_audio.decompress_audio(container.pack_audio(changed, chunks))
-
-
-@pytest.mark.parametrize("threads", [1, 3])
-@pytest.mark.parametrize(("first", "frames", "n"), [(8, 750, 766), (8, 40, 766), (0, 100, 108), (5, 200, 213)])
-def test_pieces_side_by_side_give_the_single_pass_output(threads, first, frames, n):
-    """_over_time cuts long streams into pieces coded side by side: the output must be that
-    of one pass over the whole input (the pieces' context covers the receptive field)."""
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(*[torch.nn.Conv1d(2, 2, 5, padding=2) for _ in range(3)])  # 6 frames each side
-    x = torch.randn(1, 2, n)  # one stream: with 3 threads, up to 3 pieces
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with torch.inference_mode():
-            whole = net(x)[..., first : first + frames]
-            pieces = codec_audio._over_time(net, x, first, frames, 1, 1)
-    finally:
-        torch.set_num_threads(before)
-    torch.testing.assert_close(pieces, whole)

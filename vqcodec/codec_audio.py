@@ -194,38 +194,15 @@ class _Resampler:
 
 
 @torch.inference_mode()
-def _over_time(
-    net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, first: int, frames: int, unit_in: int, unit_out: int
-) -> torch.Tensor:
-    """`net` (a convolutional network over time) applied to x [B, ..., n * unit_in], n frames,
-    giving its output [B, ..., frames * unit_out] for frames [first, first + frames).
-
-    A convolution over one long stream keeps one CPU thread busy, so the frames are cut into
-    pieces coded side by side in the batch, each with HALO_FRAMES of context where the input
-    has them (more than the receptive field: the output is that of one pass over x, up to
-    float rounding). Input beyond HALO_FRAMES of the wanted frames is not computed at all.
-    """
-    n, batch = x.shape[-1] // unit_in, x.shape[0]
-    pieces = max(1, min(torch.get_num_threads() // batch, frames // (4 * HALO_FRAMES)))
-    step = _ceil_div(frames, pieces)
-    span = min(n, step + 2 * HALO_FRAMES)
-    starts = [min(max(first + p * step - HALO_FRAMES, 0), n - span) for p in range(pieces)]
-    y = net(torch.cat([x[..., s * unit_in : (s + span) * unit_in] for s in starts]))
-    parts = []
-    for p, s in enumerate(starts):
-        a, b = first + p * step, min(first + (p + 1) * step, first + frames)
-        parts.append(y[p * batch : (p + 1) * batch, ..., (a - s) * unit_out : (b - s) * unit_out])
-    return torch.cat(parts, -1)
-
-
-@torch.inference_mode()
 def _encode_segment(model: CodecModel, window: np.ndarray, frames: int, stages: tuple[int, ...]) -> list[torch.Tensor]:
     """Model-rate streams [S, (HALO + frames + HALO) * hop] -> indices [q_s, 1, frames] per stream."""
     coded = [s for s, q in enumerate(stages) if q]  # a stream with no stage needs no encoding
     grids = [torch.zeros(0, 1, frames, dtype=torch.int64) for _ in stages]
     if coded:
-        wave = torch.from_numpy(np.ascontiguousarray(window[coded], dtype=np.float32))[:, None].to(model.device)
-        latents = _over_time(model.vqvae.encoder, wave, HALO_FRAMES, frames, model.vqvae.cfg.hop, 1)
+        # The last segment's window is padded to full length; its padding is not encoded.
+        window = window[coded, : (frames + 2 * HALO_FRAMES) * model.vqvae.cfg.hop]
+        wave = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))[:, None].to(model.device)
+        latents = model.vqvae.encoder(wave)[..., HALO_FRAMES : HALO_FRAMES + frames]
         indices = model.vqvae.quantizer.encode(latents, max(stages)).cpu()  # [S', q, 1, frames]
         for row, s in enumerate(coded):
             grids[s] = indices[row, : stages[s]]
@@ -368,15 +345,17 @@ def _synthesize(model: CodecModel, context: list[list[torch.Tensor]], first: int
     """Waveforms [S, frames * hop] of the `frames` frames that start at frame `first` of the
     concatenated `context` grids (which include HALO_FRAMES around them where they exist)."""
     hop = model.vqvae.cfg.hop
-    waves = torch.zeros(len(context[0]), frames * hop)  # a stream coded with no stage is silent
-    coded = [s for s in range(len(context[0])) if len(context[0][s])]
-    if coded:
-        lo = max(0, first - HALO_FRAMES)
-        hi = min(sum(seg[coded[0]].shape[-1] for seg in context), first + frames + HALO_FRAMES)
-        grids = [torch.cat([seg[s] for seg in context], -1)[None, ..., lo:hi] for s in coded]  # stage counts differ
-        latents = torch.cat([model.vqvae.quantizer.decode(grid.to(model.device)) for grid in grids])
-        waves[coded] = _over_time(model.vqvae.decoder, latents, first - lo, frames, 1, hop)[:, 0].cpu()
-    return waves.numpy()
+    out = []
+    for stream in range(len(context[0])):
+        grid = torch.cat([seg[stream] for seg in context], -1)
+        if not len(grid):  # a stream coded with no stage is silent
+            out.append(torch.zeros(frames * hop))
+            continue
+        lo, hi = max(0, first - HALO_FRAMES), min(grid.shape[-1], first + frames + HALO_FRAMES)
+        latents = model.vqvae.quantizer.decode(grid[None, :, :, lo:hi].to(model.device))
+        wave = model.vqvae.decoder(latents)[0, 0]
+        out.append(wave[(first - lo) * hop : (first - lo + frames) * hop].cpu())
+    return torch.stack(out).numpy()
 
 
 def decode_audio_blocks(
