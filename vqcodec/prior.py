@@ -220,7 +220,12 @@ def exact_conv(x: torch.Tensor, weight: torch.Tensor, at: torch.Tensor | None = 
     """
     b, c, h, w = x.shape
     kh, kw = weight.shape[-2:]
-    cols = F.unfold(x, (kh, kw), padding=(kh // 2, kw // 2)) if kh * kw > 1 else x.reshape(b, c, h * w)
+    if kh == 1 and kw > 1:  # one-row kernels (audio): the columns from a strided view, faster than unfold
+        cols = F.pad(x, (kw // 2, kw // 2)).unfold(-1, kw, 1).permute(0, 1, 4, 2, 3).reshape(b, c * kw, h * w)
+    elif kh * kw > 1:
+        cols = F.unfold(x, (kh, kw), padding=(kh // 2, kw // 2))
+    else:
+        cols = x.reshape(b, c, h * w)
     if at is not None:
         cols = cols[:, :, at.flatten()]
     out = weight.reshape(weight.shape[0], -1).to(x.dtype) @ cols
@@ -248,8 +253,15 @@ class IntegerPrior:
         self.device = torch.device(device)
         self.t = {k: v.to(self.device) for k, v in tensors.items()}
         self._check_bounds()
-        # Integer-valued float32 copies of weights and embeddings for the matrix products.
-        self.f = {k: v.to(torch.float32) for k, v in self.t.items() if k.endswith("weight") or k.startswith("embed.")}
+        # Integer-valued float32 copies of weights and embeddings for the matrix products (the
+        # embeddings as one table, stage t's codes from row offsets[t] on), float64 copies of
+        # the rescaling constants.
+        self.f = {k: v.to(torch.float32) for k, v in self.t.items() if k.endswith("weight")}
+        tables = [self.t[f"embed.{t}"] for t in range(cfg.num_stages)]
+        self.f["embed"] = torch.cat(tables).to(torch.float32)
+        sizes = torch.tensor([0] + [len(table) for table in tables[:-1]], device=self.device)
+        self.embed_offsets = torch.cumsum(sizes, 0).view(1, -1, 1, 1)
+        self.d = {k: v.double() for k, v in self.t.items() if k.endswith(("mult", "bias"))}
 
     def pass_map(self, h: int, w: int) -> torch.Tensor:
         return pass_map(h, w, self.device, self.cfg.schedule)
@@ -271,12 +283,10 @@ class IntegerPrior:
         """Input planes of stages 0..stage and the decoded mask; the planes of finer stages
         are zero, so they and their weights (see `_first_weight`) are left out."""
         b, _, h, w = indices.shape
-        planes = []
-        for t in range(stage + 1):
-            plane = self.f[f"embed.{t}"][indices[:, t]].permute(0, 3, 1, 2)
-            planes.append(plane * decoded if t == stage else plane)
-        planes.append((decoded * EMBED_SCALE).expand(b, 1, h, w))
-        return torch.cat(planes, 1)
+        planes = self.f["embed"][indices[:, : stage + 1] + self.embed_offsets[:, : stage + 1]]  # [B, s+1, h, w, E]
+        planes[:, stage] *= decoded[..., None]
+        planes = planes.permute(0, 1, 4, 2, 3).reshape(b, -1, h, w)
+        return torch.cat([planes, (decoded * EMBED_SCALE).expand(b, 1, h, w)], 1)
 
     def _first_weight(self, stage: int) -> torch.Tensor:
         """The first layer's weights for the input channels of stages 0..stage and the mask."""
@@ -309,12 +319,12 @@ class IntegerPrior:
             # The last convolution and the 1x1 output head only where this pass needs them
             # (a quarter of the positions).
             acc = exact_conv(x, weight, at if i == last else None)
-            bias = self.t[f"conv.{i}.bias"]
+            bias = self.d[f"conv.{i}.bias"]
             bias = bias[stage] if i == 0 else bias
-            x = torch.clamp(rescale(acc, self.t[f"conv.{i}.mult"], bias), 0, ACT_MAX).to(torch.float32)
+            x = torch.clamp(rescale(acc, self.d[f"conv.{i}.mult"], bias), 0, ACT_MAX).to(torch.float32)
         x = x.flatten(2) if at is None else x
         acc = self.f[f"head.{stage}.weight"].flatten(1) @ x
-        out = rescale(acc, self.t[f"head.{stage}.mult"], self.t[f"head.{stage}.bias"])
+        out = rescale(acc, self.d[f"head.{stage}.mult"], self.d[f"head.{stage}.bias"])
         return out.reshape(*out.shape[:2], h, w) if at is None else out
 
     def pmf(self, indices: torch.Tensor, stage: int, pass_: int) -> np.ndarray:
