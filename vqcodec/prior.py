@@ -254,7 +254,7 @@ class IntegerPrior:
         self.t = {k: v.to(self.device) for k, v in tensors.items()}
         self._check_bounds()
         # Integer-valued float32 copies of weights and embeddings for the matrix products (the
-        # embeddings as one table, stage t's codes from row offsets[t] on), float64 copies of
+        # embeddings as one table, stage t's codes from row embed_offsets[t] on), float64 copies of
         # the rescaling constants.
         self.f = {k: v.to(torch.float32) for k, v in self.t.items() if k.endswith("weight")}
         tables = [self.t[f"embed.{t}"] for t in range(cfg.num_stages)]
