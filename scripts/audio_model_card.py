@@ -14,10 +14,8 @@ from pathlib import Path
 from model_card import update_readme  # this folder is on sys.path when run as a script
 
 
-def _file_counts(files: dict[str, int] | int) -> str:
+def _file_counts(files: dict[str, int]) -> str:
     """'2256 speech and 71 music files' from the trainer's per-group counts."""
-    if isinstance(files, int):
-        return f"{files} files"
     return " and ".join(f"{count} {group}" for group, count in files.items()) + " files"
 
 

@@ -199,9 +199,7 @@ def _encode_segment(model: CodecModel, window: np.ndarray, frames: int, stages: 
     coded = [s for s, q in enumerate(stages) if q]  # a stream with no stage needs no encoding
     grids = [torch.zeros(0, 1, frames, dtype=torch.int64) for _ in stages]
     if coded:
-        # The last segment's window is padded to full length; its padding is not encoded.
-        window = window[coded, : (frames + 2 * HALO_FRAMES) * model.vqvae.cfg.hop]
-        wave = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))[:, None].to(model.device)
+        wave = torch.from_numpy(np.ascontiguousarray(window[coded], dtype=np.float32))[:, None].to(model.device)
         latents = model.vqvae.encoder(wave)[..., HALO_FRAMES : HALO_FRAMES + frames]
         indices = model.vqvae.quantizer.encode(latents, max(stages)).cpu()  # [S', q, 1, frames]
         for row, s in enumerate(coded):
@@ -245,10 +243,11 @@ def encode_audio(
         while (len(all_indices) + 1) * seg_len + halo <= end:
             seg = len(all_indices)
             start = seg * seg_len - halo
-            window = held[:, start - held_start : start - held_start + seg_len + 2 * halo]
             frames = SEGMENT_FRAMES
             if total_frames is not None:
                 frames = min(frames, total_frames - seg * SEGMENT_FRAMES)
+            # A short last segment's window stops at its frames: the silence padding beyond is not encoded.
+            window = held[:, start - held_start : start - held_start + frames * hop + 2 * halo]
             grids = _encode_segment(codec_model, window, frames, stages)
             all_indices.append(grids)
             chunks.extend(_chunk(codec_model, seg, s, g) for s, g in enumerate(grids))
