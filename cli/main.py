@@ -508,7 +508,12 @@ def _run_training(kind: str, data: Path | None, out: Path, config: Path | None, 
         from vqcodec.train_audio import train_audio_model, training_audio
 
         groups = training_audio(data, cache.parent / "audio-src") if settings["music"] else {"speech": list_audio(data)}
-        card = train_audio_model(groups, out, cache, *minutes, speech_share=settings["speech_share"], **common)
+        audio = {
+            "speech_share": settings["speech_share"],
+            "offered_stages": tuple(settings["offered_stages"]),
+            "band_limit_share": settings["band_limit_share"],
+        }
+        card = train_audio_model(groups, out, cache, *minutes, **audio, **common)
     if card["vqvae_steps"] is None:  # a rank other than 0 of a torchrun job
         return
     if card["prior_steps"]:

@@ -75,9 +75,35 @@ def recipe_notes(model: Path) -> str:
     return "\n".join(f"  > {line}" for line in notes)
 
 
+def dropout(settings: dict) -> str:
+    """How the last training phase drew the number of stages per sample."""
+    offered = settings.get("offered_stages")
+    if not offered:
+        return "half the samples use all stages, the others a uniform number"
+    return (
+        f"3/4 of the samples use one of {offered} stages (the command line's rates), the others a "
+        "uniform number (earlier phases: half all stages, half uniform; see the recipe)"
+    )
+
+
+def dilations(prior: dict) -> str:
+    """The prior's dilations and the context they give, if any."""
+    if not prior.get("dilations"):
+        return ""
+    reach = sum(d * (prior["kernel"][1] // 2) for d in prior["dilations"])
+    return f", dilations {prior['dilations']} (a context of +-{reach} frames)"
+
+
+def band_limit(settings: dict) -> str:
+    """The share of band-limited segments, if any."""
+    share = settings.get("band_limit_share")
+    return f"; {share:.0%} of the segments band-limited to 8 or 16 kHz (resampled down and back)" if share else ""
+
+
 def main(model: Path, results: Path) -> None:
     card = json.loads(model.with_suffix(".json").read_text())
     net, prior, report = card["net"], card["prior"], card["prior_report"]
+    settings = card.get("training_settings", {})
     flt, exact = report["float_bits_per_index"], report["integer_bits_per_index"]
     cost = (sum(exact) - sum(flt)) / sum(flt) * 100
     hop = math.prod(net["strides"])
@@ -92,17 +118,18 @@ and an integer-exact prior.
   {net["sample_rate"] / hop:g} frames per second), base width {net["base_width"]}
   doubling at each downsampling, residual units with dilations 1 and 3, latent dimension {net["latent_dim"]}.
 - Residual VQ: {len(net["codebook_sizes"])} stages of {net["codebook_sizes"][0]} codes (0.75 kbps each before
-  the prior), quantizer dropout (half the samples use all stages, the others a uniform number).
+  the prior), quantizer dropout: {dropout(settings)}.
 - Prior: integer network, {prior["layers"]} convolutions {prior["kernel"][1]} frames wide of width
-  {prior["hidden"]}, embeddings of {prior["embed_dim"]} per stage, one output head per stage; 4 decoding
-  passes per stage (frames t mod 4 = 0, 2, 1, 3); int8 weights, 7-bit activations, exp lookup table.
+  {prior["hidden"]}{dilations(prior)}, embeddings of {prior["embed_dim"]} per stage, one output head per
+  stage; 4 decoding passes per stage (frames t mod 4 = 0, 2, 1, 3); int8 weights, 7-bit
+  activations, exp lookup table.
 
 ## Training
 - Data: {_file_counts(card["training_files"])}: the speech of `../shared/data/audio/train` (one reader, 37 min),
   Debian's `ktuberling-data` (short words by many voices, many languages) and the `wesnoth-1.16-music`
   and `warzone2100-music` soundtracks (about 6 hours). Speech and music are drawn in fixed shares
-  (see the recipe); 1-second segments, random gain -20..0 dB after peak normalisation. The test
-  clips were never used.
+  (see the recipe); 1-second segments, random gain -20..0 dB after peak normalisation{band_limit(settings)}.
+  The test clips were never used.
 - VQ-VAE: {card["vqvae_steps"]} steps of batch 8, Adam; loss 0.1 L1(waveform) + multi-resolution STFT
   (log magnitude L1 + spectral convergence, 256-2048) + 2 log-mel distance + 0.25 commitment.
 - Prior: {card["prior_steps"]} steps of batch 32 grids of 4 s, float then fake-quantized (last 30 %).

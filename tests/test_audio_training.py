@@ -61,6 +61,34 @@ def test_groups_are_drawn_in_their_shares(tmp_path):
     assert 0.17 < negative < 0.23
 
 
+def test_band_limited_segments_have_an_empty_top_band(tmp_path):
+    """A 10 kHz tone survives a full-band segment and is gone from a band-limited one (8 or
+    16 kHz recordings have nothing above 4 or 8 kHz); the segment length is unchanged."""
+    t = np.arange(24000) / 24000
+    path = tmp_path / "hf.wav"
+    soundfile.write(path, 0.3 * np.sin(2 * np.pi * 10000 * t) + 0.3 * np.sin(2 * np.pi * 300 * t), 24000)
+    full = SegmentSampler([path], 24000, 0.5).sample(4, step=0)
+    limited = SegmentSampler([path], 24000, 0.5, band_limit_share=1.0).sample(4, step=0)
+    assert limited.shape == full.shape == (4, 1, 12000)
+
+    def top_band_share(batch: torch.Tensor) -> torch.Tensor:
+        power = torch.fft.rfft(batch[:, 0]).abs() ** 2
+        return power[:, 8500 // 2 :].sum(1) / power.sum(1)  # bins are 2 Hz wide
+
+    assert (top_band_share(full) > 0.3).all() and (top_band_share(limited) < 1e-3).all()
+
+
+def test_offered_rates_get_most_of_the_quantizer_dropout():
+    from vqcodec.training import stages_per_sample
+
+    torch.manual_seed(0)
+    stages = stages_per_sample(40000, 16, 0.5, (2, 4, 8, 16))
+    share = {n: (stages == n).float().mean().item() for n in range(1, 17)}
+    for n in (2, 4, 8, 16):  # 3/4 spread over the four offered counts, plus the uniform share
+        assert abs(share[n] - (0.75 / 4 + 0.25 / 16)) < 0.01
+    assert abs(share[3] - 0.25 / 16) < 0.005 and stages.min() >= 1 and stages.max() <= 16
+
+
 def test_resume_makes_the_same_steps_as_an_uninterrupted_run(tmp_path):
     from vqcodec.weights import load_tensors
 

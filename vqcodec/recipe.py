@@ -2,9 +2,11 @@
 
     [train]   data, vqvae_minutes, prior_minutes, lr, batch, prior_grids, log_every, save_minutes,
               workers (data loading processes; default none on a CPU, up to 8 beside a GPU),
-              music and speech_share (audio: Debian's music, and the share of speech segments)
+              audio: music (Debian's music), speech_share (the share of speech segments),
+              offered_stages (stage counts trained most, e.g. the CLI's rates [2, 4, 8, 16]),
+              band_limit_share (the share of segments band-limited to 8 or 16 kHz)
     [net]     fields of ImageNetConfig / AudioNetConfig
-    [prior]   fields of PriorConfig (embed_dim, hidden, layers, kernel)
+    [prior]   fields of PriorConfig (embed_dim, hidden, layers, kernel, dilations)
 
 Options given on the command line win over the file, the file over the built-in defaults (the
 shipped models' settings). `configs/img1.toml` and `configs/aud1.toml` are the shipped recipes.
@@ -31,12 +33,14 @@ TRAIN_DEFAULTS = {
         "prior_grids": 2000,
         "music": True,
         "speech_share": 0.5,
+        "offered_stages": [],
+        "band_limit_share": 0.0,
     },
 }
 for _defaults in TRAIN_DEFAULTS.values():
     _defaults.update(log_every=50, save_minutes=5.0)
 NET_CONFIGS = {"image": ImageNetConfig, "audio": AudioNetConfig}
-PRIOR_KEYS = {"embed_dim", "hidden", "layers", "kernel"}
+PRIOR_KEYS = {"embed_dim", "hidden", "layers", "kernel", "dilations"}
 
 
 def load_recipe(path: Path | None, kind: str) -> dict:

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import soxr
 import torch
 import torch.nn.functional as F
 
@@ -55,6 +56,10 @@ def fetch_debian_audio(cache: Path) -> Path:
 class SegmentSampler:
     """Random segments of mono audio at the model's rate, with a random gain (-20..0 dB).
 
+    A share `band_limit_share` of the segments is resampled to 8 or 16 kHz and back, as the
+    telephone and wideband recordings that users code are: the training audio itself is all
+    24 kHz or more, so without this the model never sees an empty top band.
+
     `groups` (e.g. speech and music) are drawn in the proportions `shares` (equally by default)
     whatever their durations, so six hours of music do not drown half an hour of speech; within
     a group, clips are drawn in proportion to their length. Clips are held in memory as int16
@@ -68,7 +73,9 @@ class SegmentSampler:
         seconds: float,
         seed: int = 0,
         shares: dict[str, float] | None = None,
+        band_limit_share: float = 0.0,
     ):
+        self.sample_rate, self.band_limit_share = sample_rate, band_limit_share
         self.length = int(seconds * sample_rate)
         self.rng = random.Random(seed)
         if not isinstance(groups, dict):
@@ -104,10 +111,17 @@ class SegmentSampler:
         for i, clip in enumerate(picks):
             start = rng.randint(0, max(0, len(clip) - self.length))
             piece = clip[start : start + self.length].astype(np.float32) / 32767
+            if self.band_limit_share and rng.random() < self.band_limit_share:
+                piece = self._band_limit(piece, rng.choice((8000, 16000)))
             peak = max(np.abs(piece).max(), 1e-4)
             gain = 10 ** (rng.uniform(-20, 0) / 20) / peak
             out[i, 0, : len(piece)] = piece * min(gain, 10.0)
         return torch.from_numpy(out)
+
+    def _band_limit(self, piece: np.ndarray, rate: int) -> np.ndarray:
+        """`piece` through a `rate` Hz recording: resampled down and back up, same length."""
+        low = soxr.resample(piece, self.sample_rate, rate)
+        return soxr.resample(low, rate, self.sample_rate)[: len(piece)].astype(np.float32)
 
 
 def stft_loss(recon: torch.Tensor, target: torch.Tensor, sizes=(256, 512, 1024, 2048)) -> torch.Tensor:
@@ -141,6 +155,8 @@ def train_audio_vqvae(
     workers: int | None = None,
     speech_share: float = 0.5,
     save_every_s: float = 300,
+    offered_stages: tuple[int, ...] = (),
+    band_limit_share: float = 0.0,
 ) -> Path:
     """Train (or resume) the audio VQ-VAE for `minutes` (or up to `max_steps`); returns the state file.
 
@@ -158,7 +174,7 @@ def train_audio_vqvae(
     held_out = {k: v[::20] if len(v) >= 20 else v[:1] for k, v in groups.items()}
     train = {k: [p for p in v if p not in set(held_out[k])] or v for k, v in groups.items()}
     shares = {"speech": speech_share, "music": 1 - speech_share}
-    sampler = SegmentSampler(train, cfg.sample_rate, seconds, shares=shares)
+    sampler = SegmentSampler(train, cfg.sample_rate, seconds, shares=shares, band_limit_share=band_limit_share)
     val_wave = SegmentSampler(held_out, cfg.sample_rate, seconds).sample(8, 0).to(rt.device)
     levels = model.num_stages
 
@@ -172,7 +188,7 @@ def train_audio_vqvae(
 
     def next_loss(step: int):
         wave = next(stream).to(rt.device, non_blocking=True)
-        stages = stages_per_sample(batch, levels, full_rate_prob).to(rt.device)
+        stages = stages_per_sample(batch, levels, full_rate_prob, offered_stages).to(rt.device)
         with rt.autocast():
             recon, _, commit, usage = net(wave, stages)
         recon = recon.float()
@@ -227,9 +243,16 @@ def audio_prior_config(net: AudioNetConfig, **options) -> PriorConfig:
 
 
 @torch.no_grad()
-def audio_index_set(model: AudioVQVAE, groups: dict[str, list[Path]], count: int, seconds: float, seed: int):
+def audio_index_set(
+    model: AudioVQVAE,
+    groups: dict[str, list[Path]],
+    count: int,
+    seconds: float,
+    seed: int,
+    band_limit_share: float = 0.0,
+):
     """Index grids [count, L, 1, frames] of random training segments, as int16."""
-    sampler = SegmentSampler(groups, model.cfg.sample_rate, seconds, seed=seed)
+    sampler = SegmentSampler(groups, model.cfg.sample_rate, seconds, seed=seed, band_limit_share=band_limit_share)
     out = []
     for start in range(0, count, 16):
         latents = model.encoder(sampler.sample(min(16, count - start)))
@@ -256,6 +279,8 @@ def train_audio_model(
     speech_share: float = 0.5,
     save_minutes: float = 5.0,
     resume: bool = True,
+    offered_stages: tuple[int, ...] = (),
+    band_limit_share: float = 0.0,
 ) -> dict:
     """Rebuild a shipped audio model: resume the VQ-VAE, train the prior, export both (with
     `prior_minutes` <= 0 only the VQ-VAE trains). Writes `out` and its .json training report.
@@ -277,6 +302,8 @@ def train_audio_model(
             workers=workers,
             speech_share=speech_share,
             save_every_s=60 * save_minutes,
+            offered_stages=offered_stages,
+            band_limit_share=band_limit_share,
         )
     rt.finish()  # the prior trains in one process: the other ranks are done
     if not rt.main:
@@ -288,9 +315,16 @@ def train_audio_model(
     # (every 3rd file) gives the training grids, to keep loading short.
     held_out = {k: v[::20] for k, v in groups.items()}
     train = {k: [p for i, p in enumerate(v) if i % 20 and i % 3 == 1] or v for k, v in groups.items()}
-    grids = audio_index_set(vqvae, train, prior_grids, seconds=4.0, seed=1)
-    val = audio_index_set(vqvae, held_out, 64, seconds=4.0, seed=2)
+    grids = audio_index_set(vqvae, train, prior_grids, seconds=4.0, seed=1, band_limit_share=band_limit_share)
+    val = audio_index_set(vqvae, held_out, 64, seconds=4.0, seed=2, band_limit_share=band_limit_share)
     prior_cfg = audio_prior_config(vqvae.cfg, **(prior_options or {}))
     prior, report = train_prior(grids, val, prior_cfg, cache, prior_minutes, device=rt.device)
-    files = {"training_files": {k: len(v) for k, v in groups.items()}}
-    return export_model(out, name, vqvae, prior, report, cache, vqvae_steps, files)
+    data_meta = {
+        "training_files": {k: len(v) for k, v in groups.items()},
+        "training_settings": {
+            "speech_share": speech_share,
+            "offered_stages": list(offered_stages),
+            "band_limit_share": band_limit_share,
+        },
+    }
+    return export_model(out, name, vqvae, prior, report, cache, vqvae_steps, data_meta)
