@@ -86,14 +86,6 @@ def dropout(settings: dict) -> str:
     )
 
 
-def dilations(prior: dict) -> str:
-    """The prior's dilations and the context they give, if any."""
-    if not prior.get("dilations"):
-        return ""
-    reach = sum(d * (prior["kernel"][1] // 2) for d in prior["dilations"])
-    return f", dilations {prior['dilations']} (a context of +-{reach} frames)"
-
-
 def band_limit(settings: dict) -> str:
     """The share of band-limited segments, if any."""
     share = settings.get("band_limit_share")
@@ -120,7 +112,7 @@ and an integer-exact prior.
 - Residual VQ: {len(net["codebook_sizes"])} stages of {net["codebook_sizes"][0]} codes (0.75 kbps each before
   the prior), quantizer dropout: {dropout(settings)}.
 - Prior: integer network, {prior["layers"]} convolutions {prior["kernel"][1]} frames wide of width
-  {prior["hidden"]}{dilations(prior)}, embeddings of {prior["embed_dim"]} per stage, one output head per
+  {prior["hidden"]}, embeddings of {prior["embed_dim"]} per stage, one output head per
   stage; 4 decoding passes per stage (frames t mod 4 = 0, 2, 1, 3); int8 weights, 7-bit
   activations, exp lookup table.
 

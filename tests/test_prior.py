@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,23 +20,21 @@ from vqcodec.registry import load_image_model
 from .conftest import TINY_NET, TINY_PRIOR
 
 
-def reference_conv(x: torch.Tensor, w: torch.Tensor, d: int = 1) -> torch.Tensor:
-    """Integer convolution (dilation d) in int64 by explicit shifted sums (no floating point at all)."""
+def reference_conv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Integer convolution in int64 by explicit shifted sums (no floating point at all)."""
     kh, kw = w.shape[-2:]
-    xp = F.pad(x.to(torch.int64), (kw // 2 * d, kw // 2 * d, kh // 2 * d, kh // 2 * d))
+    xp = F.pad(x.to(torch.int64), (kw // 2, kw // 2, kh // 2, kh // 2))
     h, wd = x.shape[-2:]
     out = torch.zeros(x.shape[0], w.shape[0], h, wd, dtype=torch.int64)
     for dy in range(kh):
         for dx in range(kw):
-            patch = xp[:, :, dy * d : dy * d + h, dx * d : dx * d + wd]
+            patch = xp[:, :, dy : dy + h, dx : dx + wd]
             out += torch.einsum("bchw,oc->bohw", patch, w[:, :, dy, dx].to(torch.int64))
     return out
 
 
-@pytest.mark.parametrize(
-    "channels,kh,kw,d", [(97, 3, 3, 1), (64, 3, 3, 2), (64, 1, 1, 1), (129, 1, 5, 1), (96, 1, 5, 1), (96, 1, 5, 4)]
-)
-def test_exact_conv_matches_int64_reference_at_extremes(channels, kh, kw, d):
+@pytest.mark.parametrize("channels,kh,kw", [(97, 3, 3), (64, 3, 3), (64, 1, 1), (129, 1, 5), (96, 1, 5)])
+def test_exact_conv_matches_int64_reference_at_extremes(channels, kh, kw):
     gen = torch.Generator().manual_seed(channels + kh + kw)
     # Worst case: every input and weight at the largest magnitude, all with the same sign.
     x = torch.full((1, channels, 9, 11), ACT_MAX, dtype=torch.float32)
@@ -45,8 +42,8 @@ def test_exact_conv_matches_int64_reference_at_extremes(channels, kh, kw, d):
     w[1] = -ACT_MAX
     w[2:] = torch.randint(-ACT_MAX, ACT_MAX + 1, (3, channels, kh, kw), generator=gen).float()
     x[:, :, ::2] = torch.randint(0, ACT_MAX + 1, (1, channels, 5, 11), generator=gen).float()
-    got = exact_conv(x, w, dilation=d)
-    want = reference_conv(x, w, d)
+    got = exact_conv(x, w)
+    want = reference_conv(x, w)
     assert want.abs().max() < EXACT_LIMIT
     assert torch.equal(got.to(torch.int64), want)
 
@@ -64,13 +61,6 @@ def test_rescale_is_floor_rounding_in_int64():
     assert out.flatten().tolist() == want
 
 
-def test_prior_refuses_dilations_that_do_not_fit():
-    tensors = PriorNet(TINY_PRIOR).to_integer()
-    for dilations in [(1,), (1, 0), (1, 1000)]:
-        with pytest.raises(ValueError, match="dilations"):
-            IntegerPrior(replace(TINY_PRIOR, dilations=dilations), tensors)
-
-
 def test_prior_refuses_weights_that_could_overflow():
     net = PriorNet(TINY_PRIOR)
     tensors = net.to_integer()
@@ -79,15 +69,14 @@ def test_prior_refuses_weights_that_could_overflow():
         IntegerPrior(TINY_PRIOR, tensors)
 
 
-@pytest.mark.parametrize("cfg", [TINY_PRIOR, replace(TINY_PRIOR, dilations=(1, 3))], ids=["plain", "dilated"])
-def test_integer_prior_is_the_trained_fake_quantized_network(cfg):
+def test_integer_prior_is_the_trained_fake_quantized_network():
     torch.manual_seed(0)
-    net = PriorNet(cfg)
+    net = PriorNet(TINY_PRIOR)
     grids = torch.stack([torch.randint(0, k, (3, 10, 12)) for k in TINY_NET.codebook_sizes], 1)
     net.calibrate(grids)
     net.quantized = True
-    prior = IntegerPrior(cfg, net.to_integer())
-    for stage in range(cfg.num_stages):
+    prior = IntegerPrior(TINY_PRIOR, net.to_integer())
+    for stage in range(TINY_PRIOR.num_stages):
         for pass_ in range(4):
             with torch.no_grad():
                 fake = net(grids, stage, pass_) * 16

@@ -58,12 +58,6 @@ class PriorConfig:
     layers: int = 4  # convolutions before the 1x1 per-stage output head
     kernel: tuple[int, int] = (3, 3)  # (rows, columns) of each convolution; (1, k) for audio
     schedule: str = "2x2"  # the decoding schedule: "2x2" (images) or "1d" (audio)
-    # Dilation of each convolution (empty: all 1). Growing dilations widen the context at the
-    # same cost: (1, 2, 4, 8) with kernel 5 see +-30 frames instead of +-8.
-    dilations: tuple[int, ...] = ()
-
-    def dilation(self, layer: int) -> int:
-        return self.dilations[layer] if self.dilations else 1
 
     @property
     def num_stages(self) -> int:
@@ -111,18 +105,12 @@ class PriorNet(nn.Module):
     def __init__(self, cfg: PriorConfig):
         super().__init__()
         self.cfg = cfg
+        self.padding = (cfg.kernel[0] // 2, cfg.kernel[1] // 2)
         self.embeddings = nn.ParameterList([nn.Parameter(torch.randn(k, cfg.embed_dim)) for k in cfg.codebook_sizes])
         widths = [cfg.in_channels] + [cfg.hidden] * cfg.layers
         self.convs = nn.ModuleList(
             [
-                nn.Conv2d(
-                    widths[i],
-                    widths[i + 1],
-                    cfg.kernel,
-                    padding=(cfg.kernel[0] // 2 * cfg.dilation(i), cfg.kernel[1] // 2 * cfg.dilation(i)),
-                    dilation=cfg.dilation(i),
-                    bias=i > 0,
-                )
+                nn.Conv2d(widths[i], widths[i + 1], cfg.kernel, padding=self.padding, bias=i > 0)
                 for i in range(cfg.layers)
             ]
         )
@@ -160,7 +148,7 @@ class PriorNet(nn.Module):
         for i, conv in enumerate(self.convs):
             if self.quantized:
                 w, scale = quantize_weight(conv.weight)
-                x = F.conv2d(x, w * scale.view(-1, 1, 1, 1), conv.bias, padding=conv.padding, dilation=conv.dilation)
+                x = F.conv2d(x, w * scale.view(-1, 1, 1, 1), conv.bias, padding=self.padding)
             else:
                 x = conv(x)
             if i == 0:
@@ -222,11 +210,8 @@ class PriorNet(nn.Module):
         return tensors
 
 
-def exact_conv(
-    x: torch.Tensor, weight: torch.Tensor, at: torch.Tensor | None = None, dilation: int = 1
-) -> torch.Tensor:
-    """Convolution ('same' padding, odd kernel, `dilation`) of integer-valued float32 tensors as
-    im2col + matmul:
+def exact_conv(x: torch.Tensor, weight: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+    """Convolution ('same' padding, odd kernel) of integer-valued float32 tensors as im2col + matmul:
     [B, O, h, w], or [B, O, N] at the N positions where the [h, w] mask `at` is set.
 
     A plain matrix product only multiplies and adds, so with all partial sums below 2**24 it
@@ -235,13 +220,10 @@ def exact_conv(
     """
     b, c, h, w = x.shape
     kh, kw = weight.shape[-2:]
-    d = dilation
     if kh == 1 and kw > 1:  # one-row kernels (audio): the columns from a strided view, faster than unfold
-        span = (kw - 1) * d + 1
-        taps = F.pad(x, (kw // 2 * d, kw // 2 * d)).unfold(-1, span, 1)[..., ::d]
-        cols = taps.permute(0, 1, 4, 2, 3).reshape(b, c * kw, h * w)
+        cols = F.pad(x, (kw // 2, kw // 2)).unfold(-1, kw, 1).permute(0, 1, 4, 2, 3).reshape(b, c * kw, h * w)
     elif kh * kw > 1:
-        cols = F.unfold(x, (kh, kw), dilation=d, padding=(kh // 2 * d, kw // 2 * d))
+        cols = F.unfold(x, (kh, kw), padding=(kh // 2, kw // 2))
     else:
         cols = x.reshape(b, c, h * w)
     if at is not None:
@@ -287,9 +269,6 @@ class IntegerPrior:
     def _check_bounds(self) -> None:
         """Refuse a prior whose accumulators could exceed float32's exact-integer range, or whose
         rescaling could exceed float64's."""
-        dilations = self.cfg.dilations
-        if dilations and (len(dilations) != self.cfg.layers or not all(1 <= d <= 64 for d in dilations)):
-            raise ValueError(f"prior dilations {dilations} do not fit {self.cfg.layers} layers")
         for name, w in self.t.items():
             if name.endswith("weight"):
                 worst = w.to(torch.int64).abs().flatten(1).sum(1).max().item() * ACT_MAX
@@ -339,7 +318,7 @@ class IntegerPrior:
             weight = self._first_weight(stage) if i == 0 else self.f[f"conv.{i}.weight"]
             # The last convolution and the 1x1 output head only where this pass needs them
             # (a quarter of the positions).
-            acc = exact_conv(x, weight, at if i == last else None, self.cfg.dilation(i))
+            acc = exact_conv(x, weight, at if i == last else None)
             bias = self.d[f"conv.{i}.bias"]
             bias = bias[stage] if i == 0 else bias
             x = torch.clamp(rescale(acc, self.d[f"conv.{i}.mult"], bias), 0, ACT_MAX).to(torch.float32)

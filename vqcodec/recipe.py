@@ -6,7 +6,7 @@
               offered_stages (stage counts trained most, e.g. the CLI's rates [2, 4, 8, 16]),
               band_limit_share (the share of segments band-limited to 8 or 16 kHz)
     [net]     fields of ImageNetConfig / AudioNetConfig
-    [prior]   fields of PriorConfig (embed_dim, hidden, layers, kernel, dilations)
+    [prior]   fields of PriorConfig (embed_dim, hidden, layers, kernel)
 
 Options given on the command line win over the file, the file over the built-in defaults (the
 shipped models' settings). `configs/img1.toml` and `configs/aud1.toml` are the shipped recipes.
@@ -40,7 +40,7 @@ TRAIN_DEFAULTS = {
 for _defaults in TRAIN_DEFAULTS.values():
     _defaults.update(log_every=50, save_minutes=5.0)
 NET_CONFIGS = {"image": ImageNetConfig, "audio": AudioNetConfig}
-PRIOR_KEYS = {"embed_dim", "hidden", "layers", "kernel", "dilations"}
+PRIOR_KEYS = {"embed_dim", "hidden", "layers", "kernel"}
 
 
 def load_recipe(path: Path | None, kind: str) -> dict:

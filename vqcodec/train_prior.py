@@ -63,10 +63,9 @@ def train_prior(
     lr: float = 2e-3,
     log_every: int = 50,
     device: torch.device | str = "cpu",
-    max_steps: int | None = None,
 ) -> tuple[PriorNet, dict]:
     """Train the prior on index grids [N, L, h, w] of the frozen VQ-VAE: float first,
-    fake-quantized for the last `qat_fraction` of the time (of the steps, with `max_steps`).
+    fake-quantized for the last `qat_fraction` of the time.
 
     Returns the trained network and a report with bits per index of the float network (before
     quantization-aware training) and of the exported integer network, on the held-out `val`.
@@ -86,23 +85,17 @@ def train_prior(
     report: dict = {}
     step = 0
     gen = torch.Generator().manual_seed(0)
-
-    def progress() -> float:
-        """Fraction of the float phase done."""
-        if max_steps:
-            return step / (max_steps * (1 - qat_fraction))
-        return (time.time() - t_start) / max(t_qat - t_start, 1e-9)
-
-    while (step < max_steps if max_steps else time.time() < t_end) and not stop.stop:
-        if not prior.quantized and progress() > 1:
+    while time.time() < t_end and not stop.stop:
+        if not prior.quantized and time.time() > t_qat:
             report["float_bits_per_index"] = prior_bits(prior, val)
             prior.calibrate(grids[:16].long().to(device))
             prior.quantized = True
             for g in optimizer.param_groups:
                 g["lr"] = lr / 10
         if not prior.quantized:  # linear decay to a tenth over the float phase
+            progress = (time.time() - t_start) / max(t_qat - t_start, 1e-9)
             for g in optimizer.param_groups:
-                g["lr"] = lr * (1 - 0.9 * min(progress(), 1.0))
+                g["lr"] = lr * (1 - 0.9 * min(progress, 1.0))
         pick = torch.randint(0, grids.shape[0], (batch,), generator=gen)
         sub = grids[pick].long().to(device)
         loss = 0.0
