@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import math
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 from model_card import update_readme  # this folder is on sys.path when run as a script
+
+from vqcodec.training import OFFERED_SHARE
 
 
 def _file_counts(files: dict[str, int]) -> str:
@@ -81,8 +84,8 @@ def dropout(settings: dict) -> str:
     if not offered:
         return "half the samples use all stages, the others a uniform number"
     return (
-        f"3/4 of the samples use one of {offered} stages (the command line's rates), the others a "
-        "uniform number (earlier phases: half all stages, half uniform; see the recipe)"
+        f"{Fraction(OFFERED_SHARE)} of the samples use one of {offered} stages (the command line's rates), "
+        "the others a uniform number (earlier phases: half all stages, half uniform; see the recipe)"
     )
 
 

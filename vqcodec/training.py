@@ -195,18 +195,21 @@ def train_loop(
     return step
 
 
+OFFERED_SHARE = 0.75  # share of the samples that quantizer dropout gives to the offered stage counts
+
+
 def stages_per_sample(batch: int, levels: int, full_rate_prob: float, offered: tuple[int, ...] = ()) -> torch.Tensor:
     """Quantizer dropout: each sample is reconstructed from its first n stages, n = all stages
     with probability `full_rate_prob`, else uniform in 1..levels (so every rate is trained).
 
     With `offered` stage counts (the rates the command line offers), n is one of them, equally
-    often, for 3/4 of the samples and uniform in 1..levels for the rest: uniform draws alone
+    often, for a share OFFERED_SHARE of the samples and uniform in 1..levels for the rest: uniform draws alone
     give each offered low rate only 1/(2 * levels) of the training.
     """
     stages = torch.randint(1, levels + 1, (batch,))
     if offered:
         choice = torch.tensor(offered)[torch.randint(0, len(offered), (batch,))]
-        return torch.where(torch.rand(batch) < 0.75, choice, stages)
+        return torch.where(torch.rand(batch) < OFFERED_SHARE, choice, stages)
     stages[torch.rand(batch) < full_rate_prob] = levels
     return stages
 
