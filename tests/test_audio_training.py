@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile
 import torch
 
+from vqcodec import train_audio
 from vqcodec.errors import BadInputError
 from vqcodec.media_audio import load_audio
 from vqcodec.nets_audio import AudioNetConfig
@@ -111,3 +114,35 @@ def test_worker_processes_make_the_same_batches(tmp_path):
     alone = load_tensors(train_audio_vqvae(paths, tmp_path / "a", workers=0, **args))[0]
     helped = load_tensors(train_audio_vqvae(paths, tmp_path / "b", workers=2, **args))[0]
     assert all(torch.equal(alone[k], helped[k]) for k in alone)
+
+
+def test_debian_audio_is_fetched_once_per_package_and_grouped(tmp_path, monkeypatch):
+    """Each package is downloaded and unpacked once; a package added later is fetched on the next
+    run without unpacking the others again; speech packages land in the speech group."""
+    calls = []
+
+    def fake_run(command, cwd=None, check=False):
+        calls.append(command[:2])
+        if command[:2] == ["apt-get", "download"]:
+            (tmp_path / f"{command[2]}_1_all.deb").write_bytes(b"")
+        else:  # dpkg-deb -x DEB ROOT: one clip per package, in the package's own folder
+            package = Path(command[2]).name.split("_")[0]
+            folder = Path(command[3]) / "usr/share" / package.removesuffix("-data")
+            folder.mkdir(parents=True, exist_ok=True)
+            _tone(folder / "clip.wav")
+
+    monkeypatch.setattr(train_audio.subprocess, "run", fake_run)
+    monkeypatch.setattr(train_audio.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(train_audio, "DEBIAN_AUDIO_PACKAGES", ("warzone2100-music", "ktuberling-data"))
+    train_audio.fetch_debian_audio(tmp_path)
+    assert calls.count(["apt-get", "download"]) == 2 and calls.count(["dpkg-deb", "-x"]) == 2
+
+    calls.clear()
+    monkeypatch.setattr(train_audio, "DEBIAN_AUDIO_PACKAGES", ("warzone2100-music", "ktuberling-data", "klettres-data"))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    _tone(shared / "reader.wav")
+    groups = train_audio.training_audio(shared, tmp_path)
+    assert calls == [["apt-get", "download"], ["dpkg-deb", "-x"]]
+    assert sorted(p.parent.name for p in groups["speech"]) == ["klettres", "ktuberling", "shared"]
+    assert [p.parent.name for p in groups["music"]] == ["warzone2100-music"]

@@ -33,23 +33,26 @@ from .training import (
     train_loop,
 )
 
-DEBIAN_AUDIO_PACKAGES = ("wesnoth-1.16-music", "warzone2100-music", "ktuberling-data")
+DEBIAN_AUDIO_PACKAGES = ("wesnoth-1.16-music", "warzone2100-music", "ktuberling-data", "klettres-data")
+# Packages whose audio is speech: short words and syllables spoken by volunteers, one or more
+# voices per language, which give the speaker variety that the one shared reader lacks.
+DEBIAN_SPEECH_FOLDERS = ("ktuberling", "klettres")
 
 
 def fetch_debian_audio(cache: Path) -> Path:
-    """Download and unpack the music and speech packages (once); returns the unpacked folder."""
+    """Download and unpack the music and speech packages (each once); returns the unpacked
+    folder. A package added to the list later is fetched on the next run."""
     root = cache / "debian-audio"
-    done = root / ".complete"
-    if done.exists():
-        return root
     root.mkdir(parents=True, exist_ok=True)
-    debs = list(cache.glob("*.deb"))
-    missing = [p for p in DEBIAN_AUDIO_PACKAGES if not any(d.name.startswith(p + "_") for d in debs)]
-    if missing:
-        subprocess.run(["apt-get", "download", *missing], cwd=cache, check=True)
-    for deb in cache.glob("*.deb"):
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
-    done.touch()
+    for package in DEBIAN_AUDIO_PACKAGES:
+        done = root / f".{package}.complete"
+        if done.exists():
+            continue
+        if not list(cache.glob(package + "_*.deb")):
+            subprocess.run(["apt-get", "download", package], cwd=cache, check=True)
+        for deb in cache.glob(package + "_*.deb"):
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+        done.touch()
     return root
 
 
@@ -227,12 +230,14 @@ def train_audio_vqvae(
 
 
 def training_audio(shared_train: Path, cache: Path) -> dict[str, list[Path]]:
-    """The training set as groups: speech (the shared reader plus the Debian many-voice words)
+    """The training set as groups: speech (the shared reader plus the Debian many-voice words
+    and syllables)
     and music (the Debian soundtracks), fetched and cached if needed."""
     groups = {"speech": list_audio(shared_train), "music": []}
     if shutil.which("apt-get") and shutil.which("dpkg-deb"):
         for path in list_audio(fetch_debian_audio(cache)):
-            groups["speech" if "ktuberling" in path.parts else "music"].append(path)
+            is_speech = any(folder in path.parts for folder in DEBIAN_SPEECH_FOLDERS)
+            groups["speech" if is_speech else "music"].append(path)
     return groups
 
 
