@@ -122,8 +122,9 @@ and an integer-exact prior.
 ## Training
 - Data: {_file_counts(card["training_files"])}: the speech of `../shared/data/audio/train` (one reader, 37 min),
   Debian's `ktuberling-data` and `klettres-data` (short words, letters and syllables by many voices in
-  many languages) and the `wesnoth-1.16-music` and `warzone2100-music` soundtracks (about 6 hours). Speech and music are drawn in fixed shares
-  (see the recipe); 1-second segments, random gain -20..0 dB after peak normalisation{band_limit(settings)}.
+  many languages) and the `wesnoth-1.16-music` and `warzone2100-music` soundtracks (about 6 hours).
+  Speech and music are drawn in fixed shares (see the recipe); 1-second segments, random gain
+  -20..0 dB after peak normalisation{band_limit(settings)}.
   The test clips were never used.
 - VQ-VAE: {card["vqvae_steps"]} steps of batch 8, Adam; loss 0.1 L1(waveform) + multi-resolution STFT
   (log magnitude L1 + spectral convergence, 256-2048) + 2 log-mel distance + 0.25 commitment.
