@@ -231,8 +231,7 @@ def train_audio_vqvae(
 
 def training_audio(shared_train: Path, cache: Path) -> dict[str, list[Path]]:
     """The training set as groups: speech (the shared reader plus the Debian many-voice words
-    and syllables)
-    and music (the Debian soundtracks), fetched and cached if needed."""
+    and syllables) and music (the Debian soundtracks), fetched and cached if needed."""
     groups = {"speech": list_audio(shared_train), "music": []}
     if shutil.which("apt-get") and shutil.which("dpkg-deb"):
         for path in list_audio(fetch_debian_audio(cache)):
