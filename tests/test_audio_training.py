@@ -133,12 +133,13 @@ def test_debian_audio_is_fetched_once_per_package_and_grouped(tmp_path, monkeypa
 
     monkeypatch.setattr(train_audio.subprocess, "run", fake_run)
     monkeypatch.setattr(train_audio.shutil, "which", lambda tool: f"/usr/bin/{tool}")
-    monkeypatch.setattr(train_audio, "DEBIAN_AUDIO_PACKAGES", ("warzone2100-music", "ktuberling-data"))
+    packages = {"warzone2100-music": "music", "ktuberling-data": "speech"}
+    monkeypatch.setattr(train_audio, "DEBIAN_AUDIO_PACKAGES", packages)
     train_audio.fetch_debian_audio(tmp_path)
     assert calls.count(["apt-get", "download"]) == 2 and calls.count(["dpkg-deb", "-x"]) == 2
 
     calls.clear()
-    monkeypatch.setattr(train_audio, "DEBIAN_AUDIO_PACKAGES", ("warzone2100-music", "ktuberling-data", "klettres-data"))
+    monkeypatch.setattr(train_audio, "DEBIAN_AUDIO_PACKAGES", packages | {"klettres-data": "speech"})
     shared = tmp_path / "shared"
     shared.mkdir()
     _tone(shared / "reader.wav")

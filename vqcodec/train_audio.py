@@ -33,27 +33,33 @@ from .training import (
     train_loop,
 )
 
-DEBIAN_AUDIO_PACKAGES = ("wesnoth-1.16-music", "warzone2100-music", "ktuberling-data", "klettres-data")
-# Packages whose audio is speech: short words and syllables spoken by volunteers, one or more
-# voices per language, which give the speaker variety that the one shared reader lacks.
-DEBIAN_SPEECH_FOLDERS = ("ktuberling", "klettres")
+# Debian packages of training audio and their group. The speech ones are short words, letters and
+# syllables spoken by volunteers, one or more voices per language: the speaker variety that the
+# one shared reader lacks.
+DEBIAN_AUDIO_PACKAGES = {
+    "wesnoth-1.16-music": "music",
+    "warzone2100-music": "music",
+    "ktuberling-data": "speech",
+    "klettres-data": "speech",
+}
 
 
-def fetch_debian_audio(cache: Path) -> Path:
-    """Download and unpack the music and speech packages (each once); returns the unpacked
-    folder. A package added to the list later is fetched on the next run."""
-    root = cache / "debian-audio"
-    root.mkdir(parents=True, exist_ok=True)
+def fetch_debian_audio(cache: Path) -> dict[str, Path]:
+    """Download and unpack each package of DEBIAN_AUDIO_PACKAGES once, into a folder of its own
+    (so a package added to the list later is fetched on the next run); returns those folders."""
+    folders = {}
     for package in DEBIAN_AUDIO_PACKAGES:
-        done = root / f".{package}.complete"
-        if done.exists():
-            continue
-        if not list(cache.glob(package + "_*.deb")):
-            subprocess.run(["apt-get", "download", package], cwd=cache, check=True)
-        for deb in cache.glob(package + "_*.deb"):
-            subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
-        done.touch()
-    return root
+        folder = cache / "debian-audio" / package
+        done = folder / ".complete"
+        if not done.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            if not list(cache.glob(package + "_*.deb")):
+                subprocess.run(["apt-get", "download", package], cwd=cache, check=True)
+            for deb in cache.glob(package + "_*.deb"):
+                subprocess.run(["dpkg-deb", "-x", str(deb), str(folder)], check=True)
+            done.touch()
+        folders[package] = folder
+    return folders
 
 
 class SegmentSampler:
@@ -234,9 +240,8 @@ def training_audio(shared_train: Path, cache: Path) -> dict[str, list[Path]]:
     and syllables) and music (the Debian soundtracks), fetched and cached if needed."""
     groups = {"speech": list_audio(shared_train), "music": []}
     if shutil.which("apt-get") and shutil.which("dpkg-deb"):
-        for path in list_audio(fetch_debian_audio(cache)):
-            is_speech = any(folder in path.parts for folder in DEBIAN_SPEECH_FOLDERS)
-            groups["speech" if is_speech else "music"].append(path)
+        for package, folder in fetch_debian_audio(cache).items():
+            groups[DEBIAN_AUDIO_PACKAGES[package]] += list_audio(folder)
     return groups
 
 
