@@ -6,6 +6,7 @@ python scripts/model_card.py models/img1.safetensors results/kodak
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -84,7 +85,7 @@ Image codec model of vqcodec: VQ-VAE with a residual quantizer and an integer-ex
   per stage; int8 weights, 7-bit activations, exp lookup table.
 
 ## Training
-- Data: {card["training_images"]} photos from `{card["training_data"]}` (BSDS500, Sun & Hays scenes,
+- Data: {card["training_images"]} photos from `{os.path.relpath(card["training_data"])}` (BSDS500, Sun & Hays scenes,
   an ImageNet sample), random 128x128 crops downscaled by 0.5-1. Kodak was never used for training or tuning.
 - VQ-VAE: {card["vqvae_steps"]} steps of batch 8, Adam 4e-4, loss MSE + 0.05 (1 - MS-SSIM) + 0.25 commitment.
 - Prior: {card["prior_steps"]} steps of batch 32 index grids (32x32) from 256x256 crops, float then
