@@ -14,6 +14,7 @@ from pathlib import Path
 
 from model_card import update_readme  # this folder is on sys.path when run as a script
 
+from vqcodec.train_audio import DEBIAN_AUDIO_PACKAGES
 from vqcodec.training import OFFERED_SHARE
 
 
@@ -89,6 +90,12 @@ def dropout(settings: dict) -> str:
     )
 
 
+def _packages(group: str) -> str:
+    """The Debian packages of one training group, as the card names them."""
+    names = [f"`{name}`" for name, of in DEBIAN_AUDIO_PACKAGES.items() if of == group]
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+
+
 def band_limit(settings: dict) -> str:
     """The share of band-limited segments, if any."""
     share = settings.get("band_limit_share")
@@ -121,8 +128,8 @@ and an integer-exact prior.
 
 ## Training
 - Data: {_file_counts(card["training_files"])}: the speech of `../shared/data/audio/train` (one reader, 37 min),
-  Debian's `ktuberling-data` and `klettres-data` (short words, letters and syllables by many voices in
-  many languages) and the `wesnoth-1.16-music` and `warzone2100-music` soundtracks (about 6 hours).
+  Debian's {_packages("speech")} (short words, letters and syllables by many voices in
+  many languages) and the {_packages("music")} soundtracks (about 6 hours).
   Speech and music are drawn in fixed shares (see the recipe); 1-second segments, random gain
   -20..0 dB after peak normalisation{band_limit(settings)}.
   The test clips were never used.
