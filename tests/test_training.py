@@ -58,3 +58,27 @@ def test_train_resume_export(tmp_path, monkeypatch):
     assert n2 > n
     change = (resumed.quantizer.codebook(0) - shipped).norm() / shipped.norm()
     assert change < 0.5
+
+
+def test_anneal_lowers_the_learning_rate_to_a_tenth(tmp_path):
+    import torch
+
+    from vqcodec.training import train_loop
+
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    rates = []
+
+    def next_loss(step):
+        rates.append(optimizer.param_groups[0]["lr"])
+        return (weight**2).sum(), dict
+
+    state, log = tmp_path / "state.safetensors", tmp_path / "log.jsonl"
+    model = torch.nn.Module()
+    model.weight = weight
+    reached = train_loop(model, optimizer, 10, next_loss, state, log, {}, 60, 0.01, max_steps=30, anneal=True)
+    # next_loss runs before the step's rate is set: rates[i + 1] is the rate of step i.
+    applied = rates[1:] + [optimizer.param_groups[0]["lr"]]
+    assert reached == 30 and len(applied) == 20
+    assert applied[0] == 0.01 and all(a >= b for a, b in zip(applied, applied[1:]))
+    assert 0.001 <= applied[-1] < 0.0012

@@ -166,6 +166,7 @@ def train_audio_vqvae(
     save_every_s: float = 300,
     offered_stages: tuple[int, ...] = (),
     band_limit_share: float = 0.0,
+    anneal: bool = False,
 ) -> Path:
     """Train (or resume) the audio VQ-VAE for `minutes` (or up to `max_steps`); returns the state file.
 
@@ -231,6 +232,7 @@ def train_audio_vqvae(
         max_steps=max_steps,
         runtime=rt,
         validate=validate,
+        anneal=anneal,
     )
     return state_path
 
@@ -290,6 +292,7 @@ def train_audio_model(
     resume: bool = True,
     offered_stages: tuple[int, ...] = (),
     band_limit_share: float = 0.0,
+    anneal: bool = False,
 ) -> dict:
     """Rebuild a shipped audio model: resume the VQ-VAE, train the prior, export both (with
     `prior_minutes` <= 0 only the VQ-VAE trains). Writes `out` and its .json training report.
@@ -313,6 +316,7 @@ def train_audio_model(
             save_every_s=60 * save_minutes,
             offered_stages=offered_stages,
             band_limit_share=band_limit_share,
+            anneal=anneal,
         )
     rt.finish()  # the prior trains in one process: the other ranks are done
     if not rt.main:

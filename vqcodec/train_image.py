@@ -94,6 +94,7 @@ def train_vqvae(
     max_steps: int | None = None,
     device: str = "auto",
     workers: int | None = None,
+    anneal: bool = False,
 ) -> Path:
     """Train (or resume) the VQ-VAE for `minutes` wall-clock minutes (or up to `max_steps`);
     returns the state file. Under `torchrun`, each rank runs this with its own batches."""
@@ -151,6 +152,7 @@ def train_vqvae(
         save_every_s=save_every_s,
         max_steps=max_steps,
         runtime=rt,
+        anneal=anneal,
         validate=lambda: {
             "val_psnr": psnr(model(val_images, torch.full((8,), levels, device=rt.device))[0], val_images)
         },
@@ -193,6 +195,7 @@ def train_image_model(
     workers: int | None = None,
     save_minutes: float = 5.0,
     resume: bool = True,
+    anneal: bool = False,
 ) -> dict:
     """Rebuild a shipped image model: resume the VQ-VAE, train the prior, export both
     (with `prior_minutes` <= 0, only the VQ-VAE trains and nothing is exported). `net` and
@@ -220,6 +223,7 @@ def train_image_model(
             log_every=log_every,
             workers=workers,
             save_every_s=60 * save_minutes,
+            anneal=anneal,
         )
     rt = setup_runtime(device)
     rt.finish()  # the prior trains in one process: the other ranks are done

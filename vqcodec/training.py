@@ -9,6 +9,7 @@ batches, gradients are averaged by DDP, and rank 0 alone writes the log and the 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -128,6 +129,7 @@ def train_loop(
     minutes: float,
     lr: float,
     warmup: int = 200,
+    anneal: bool = False,
     log_every: int = 50,
     save_every_s: float = 300,
     max_steps: int | None = None,
@@ -140,12 +142,15 @@ def train_loop(
 
     Every random draw of step n comes from generators seeded with n (torch here, the data
     samplers from the step they are given), so a resumed run makes exactly the steps an
-    uninterrupted run would have made. `validate()` gives held-out metrics for each log line;
-    a progress bar shows them on a terminal."""
+    uninterrupted run would have made. With `anneal`, the learning rate instead falls from `lr`
+    to a tenth along a cosine over this run's minutes (or steps up to `max_steps`): a final
+    phase, which depends on the clock, and restarts at `lr` if interrupted. `validate()` gives
+    held-out metrics for each log line; a progress bar shows them on a terminal."""
     runtime = runtime or Runtime(torch.device("cpu"))
     stop = StopFlag()
     model.train()
-    t_end = time.time() + minutes * 60
+    t_start, step_start = time.time(), step
+    t_end = t_start + minutes * 60
     t_save = time.time() + save_every_s
     t_log, steps_since_log = time.time(), 0
     bar = tqdm(total=max_steps, initial=step, unit="step", disable=not (runtime.main and sys.stderr.isatty()))
@@ -158,11 +163,18 @@ def train_loop(
             more = not flag.item()
         return more
 
+    def annealed(step: int) -> float:
+        if max_steps is not None:
+            progress = (step - step_start) / max(max_steps - step_start, 1)
+        else:
+            progress = (time.time() - t_start) / max(t_end - t_start, 1e-9)
+        return 0.1 + 0.45 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
     while go_on():
         torch.manual_seed(step * runtime.world + runtime.rank)
         loss, log_values = next_loss(step)
         for group in optimizer.param_groups:
-            group["lr"] = lr * min(1.0, (step + 1) / warmup)
+            group["lr"] = lr * (annealed(step) if anneal else min(1.0, (step + 1) / warmup))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
