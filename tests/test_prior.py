@@ -14,7 +14,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vqcodec.prior import ACT_MAX, EXACT_LIMIT, IntegerPrior, PriorNet, exact_conv, pass_map, rescale
+from vqcodec.prior import (
+    ACT_MAX,
+    EXACT_LIMIT,
+    IntegerPrior,
+    PriorNet,
+    exact_conv,
+    pass_map,
+    prior_from_integer,
+    rescale,
+)
 from vqcodec.registry import load_image_model
 
 from .conftest import TINY_NET, TINY_PRIOR
@@ -85,6 +94,27 @@ def test_integer_prior_is_the_trained_fake_quantized_network():
             diff = (fake.double() - exact).abs()
             assert diff.max() <= 1.0 + 1e-6
             assert (diff > 1e-3).double().mean() < 0.05
+
+
+def test_float_prior_rebuilt_from_the_integer_one_computes_the_same_logits():
+    """Training resumes from a shipped model's integer prior when the training state is lost."""
+    torch.manual_seed(0)
+    net = PriorNet(TINY_PRIOR)
+    grids = torch.stack([torch.randint(0, k, (3, 10, 12)) for k in TINY_NET.codebook_sizes], 1)
+    net.calibrate(grids)
+    net.quantized = True
+    shipped = net.to_integer()
+    rebuilt = prior_from_integer(TINY_PRIOR, shipped)
+    rebuilt.quantized = True
+    again = rebuilt.to_integer()
+    for name, tensor in shipped.items():
+        if name.endswith("weight") or name.startswith("embed"):
+            assert torch.equal(again[name], tensor), name
+        else:  # multipliers and biases: float32 rounding of a 2**24 fixed point at most
+            assert (again[name] - tensor).abs().max() <= 1e-5 * tensor.abs().max() + 16, name
+    for stage in range(TINY_PRIOR.num_stages):
+        with torch.no_grad():
+            assert torch.allclose(rebuilt(grids, stage, 1), net(grids, stage, 1), atol=2 / 16)
 
 
 def test_pmf_rows_are_normalised_and_cover_every_symbol():

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import vqcodec
@@ -60,7 +62,7 @@ def test_train_resume_export(tmp_path, monkeypatch):
     assert change < 0.5
 
 
-def test_anneal_lowers_the_learning_rate_to_a_tenth(tmp_path):
+def test_anneal_warms_up_then_lowers_the_learning_rate_to_a_tenth(tmp_path):
     import torch
 
     from vqcodec.training import train_loop
@@ -76,9 +78,14 @@ def test_anneal_lowers_the_learning_rate_to_a_tenth(tmp_path):
     state, log = tmp_path / "state.safetensors", tmp_path / "log.jsonl"
     model = torch.nn.Module()
     model.weight = weight
-    reached = train_loop(model, optimizer, 10, next_loss, state, log, {}, 60, 0.01, max_steps=30, anneal=True)
+    reached = train_loop(model, optimizer, 10, next_loss, state, log, {}, 60, 0.01, warmup=4, max_steps=40, anneal=True)
     # next_loss runs before the step's rate is set: rates[i + 1] is the rate of step i.
     applied = rates[1:] + [optimizer.param_groups[0]["lr"]]
-    assert reached == 30 and len(applied) == 20
-    assert applied[0] == 0.01 and all(a >= b for a, b in zip(applied, applied[1:]))
+    assert reached == 40 and len(applied) == 30
+    # The warm-up restarts at the phase's first step (step 10, not step 0) ...
+    assert applied[0] == pytest.approx(0.01 / 4, rel=0.01)
+    assert applied[0] < applied[1] < applied[2] < applied[3]
+    # ... then the cosine falls from --lr to a tenth.
+    assert 0.0095 < applied[3] <= 0.01
+    assert all(a >= b for a, b in itertools.pairwise(applied[3:]))
     assert 0.001 <= applied[-1] < 0.0012

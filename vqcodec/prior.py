@@ -210,6 +210,39 @@ class PriorNet(nn.Module):
         return tensors
 
 
+@torch.no_grad()
+def prior_from_integer(cfg: PriorConfig, tensors: dict[str, torch.Tensor]) -> PriorNet:
+    """A float PriorNet that computes what the integer network `tensors` computes (up to its
+    rounding), to resume training from a shipped model when the training state is gone.
+
+    The integer network fixes only the ratios of the layers' activation scales (ReLU commutes
+    with positive scaling), so each scale is chosen to give that layer's largest weights the
+    size of PyTorch's initialisation, 1/sqrt(fan_in), where Adam's steps are the usual size."""
+    net = PriorNet(cfg)
+    for t, table in enumerate(net.embeddings):
+        table.copy_(tensors[f"embed.{t}"].float() / EMBED_SCALE)
+    in_scale = 1.0 / EMBED_SCALE
+    for i, conv in enumerate(net.convs):
+        weight, mult = tensors[f"conv.{i}.weight"].float(), tensors[f"conv.{i}.mult"].double()
+        # weight scale per output channel = mult * out_scale / (in_scale * 2**SHIFT)
+        ratio = mult * 2.0**-SHIFT / in_scale
+        out_scale = (conv.weight[0].numel() ** -0.5 / ACT_MAX / ratio.mean()).item()
+        conv.weight.copy_(weight * (ratio * out_scale).float().view(-1, 1, 1, 1))
+        bias = tensors[f"conv.{i}.bias"].double() * out_scale * 2.0**-SHIFT
+        if i == 0:
+            net.stage_bias.copy_(bias.float())
+        else:
+            conv.bias.copy_(bias.float())
+        net.act_scale[i] = out_scale
+        in_scale = out_scale
+    for s, head in enumerate(net.heads):
+        mult = tensors[f"head.{s}.mult"].double()
+        w_scale = mult / (in_scale * LOGIT_STEPS * 2.0**SHIFT)
+        head.weight.copy_(tensors[f"head.{s}.weight"].float() * w_scale.float().view(-1, 1, 1, 1))
+        head.bias.copy_((tensors[f"head.{s}.bias"].double() / (LOGIT_STEPS * 2.0**SHIFT)).float())
+    return net
+
+
 def exact_conv(x: torch.Tensor, weight: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
     """Convolution ('same' padding, odd kernel) of integer-valued float32 tensors as im2col + matmul:
     [B, O, h, w], or [B, O, N] at the N positions where the [h, w] mask `at` is set.

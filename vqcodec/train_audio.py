@@ -23,7 +23,7 @@ from .mel import mel_distance
 from .model import AudioVQVAE
 from .nets_audio import AudioNetConfig
 from .prior import PriorConfig
-from .train_prior import export_model, train_prior
+from .train_prior import export_model, shipped_prior, train_prior
 from .training import (
     batch_stream,
     load_trained_vqvae,
@@ -331,7 +331,9 @@ def train_audio_model(
     grids = audio_index_set(vqvae, train, prior_grids, seconds=4.0, seed=1, band_limit_share=band_limit_share)
     val = audio_index_set(vqvae, held_out, 64, seconds=4.0, seed=2, band_limit_share=band_limit_share)
     prior_cfg = audio_prior_config(vqvae.cfg, **(prior_options or {}))
-    prior, report = train_prior(grids, val, prior_cfg, cache, prior_minutes, device=rt.device)
+    prior, report = train_prior(
+        grids, val, prior_cfg, cache, prior_minutes, device=rt.device, init=shipped_prior(init, prior_cfg)
+    )
     data_meta = {
         "training_files": {k: len(v) for k, v in groups.items()},
         "training_settings": {

@@ -22,7 +22,7 @@ from .media import list_images
 from .model import ImageVQVAE
 from .nets import ImageNetConfig
 from .prior import PriorConfig
-from .train_prior import export_model, train_prior
+from .train_prior import export_model, shipped_prior, train_prior
 from .training import (
     batch_stream,
     load_trained_vqvae,
@@ -237,6 +237,8 @@ def train_image_model(
     grids = index_set(vqvae, train_paths, prior_grids, seed=1)
     val = index_set(vqvae, held_out or train_paths, 32, seed=2)
     prior_cfg = PriorConfig(codebook_sizes=vqvae.cfg.codebook_sizes, **(prior_options or {}))
-    prior, report = train_prior(grids, val, prior_cfg, cache, prior_minutes, device=rt.device)
+    prior, report = train_prior(
+        grids, val, prior_cfg, cache, prior_minutes, device=rt.device, init=shipped_prior(init, prior_cfg)
+    )
     data_meta = {"training_data": str(data), "training_images": len(paths)}
     return export_model(out, name, vqvae, prior, report, cache, vqvae_steps, data_meta)

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .prior import NUM_PASSES, IntegerPrior, PriorConfig, PriorNet, pass_map
+from .prior import NUM_PASSES, IntegerPrior, PriorConfig, PriorNet, pass_map, prior_from_integer
 from .registry import save_model
 from .training import StopFlag, plot_curves
-from .weights import load_training_state, save_training_state
+from .weights import config_from_dict, load_tensors, load_training_state, save_training_state
 
 
 def prior_bits(prior: PriorNet, grids: torch.Tensor) -> list[float]:
@@ -52,6 +52,16 @@ def integer_prior_bits(tensors: dict[str, torch.Tensor], cfg: PriorConfig, grids
     return bits
 
 
+def shipped_prior(weights: Path | None, cfg: PriorConfig) -> dict[str, torch.Tensor] | None:
+    """The integer prior stored in a model file, if it has this configuration (else None)."""
+    if weights is None:
+        return None
+    tensors, meta = load_tensors(weights)
+    if "prior" not in meta or config_from_dict(PriorConfig, meta["prior"]) != cfg:
+        return None
+    return {k[6:]: v for k, v in tensors.items() if k.startswith("prior.")}
+
+
 def train_prior(
     grids: torch.Tensor,
     val: torch.Tensor,
@@ -63,11 +73,13 @@ def train_prior(
     lr: float = 2e-3,
     log_every: int = 50,
     device: torch.device | str = "cpu",
+    init: dict[str, torch.Tensor] | None = None,
 ) -> tuple[PriorNet, dict]:
     """Train the prior on index grids [N, L, h, w] of the frozen VQ-VAE: float first,
     fake-quantized for the last `qat_fraction` of the time.
 
-    Returns the trained network and a report with bits per index of the float network (before
+    Warm-starts from the cached training state, else from `init` (a shipped integer prior of
+    the same configuration). Returns the trained network and a report with bits per index of the float network (before
     quantization-aware training) and of the exported integer network, on the held-out `val`.
     """
     cache.mkdir(parents=True, exist_ok=True)
@@ -77,6 +89,9 @@ def train_prior(
     if state_path.exists():  # warm start from the last run (the VQ-VAE may have moved on since)
         load_training_state(state_path, prior, None)
         print(f"prior warm-started from {state_path}")
+    elif init is not None:
+        prior = prior_from_integer(cfg, init)
+        print("prior warm-started from the shipped integer prior")
     prior.to(device)
     optimizer = torch.optim.Adam(prior.parameters(), lr=lr)
     stop = StopFlag()

@@ -174,7 +174,10 @@ def train_loop(
         torch.manual_seed(step * runtime.world + runtime.rank)
         loss, log_values = next_loss(step)
         for group in optimizer.param_groups:
-            group["lr"] = lr * (annealed(step) if anneal else min(1.0, (step + 1) / warmup))
+            # The annealed phase warms up again from its own first step: it may start from
+            # shipped weights with a fresh optimizer, whose first Adam steps are the largest.
+            warm = min(1.0, (step - step_start + 1) / warmup) if anneal else min(1.0, (step + 1) / warmup)
+            group["lr"] = lr * warm * (annealed(step) if anneal else 1.0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
