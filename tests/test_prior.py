@@ -78,12 +78,18 @@ def test_prior_refuses_weights_that_could_overflow():
         IntegerPrior(TINY_PRIOR, tensors)
 
 
-def test_integer_prior_is_the_trained_fake_quantized_network():
+def fake_quantized_tiny_prior() -> tuple[PriorNet, torch.Tensor]:
+    """A tiny float prior, calibrated and fake-quantized, and the random grids it was calibrated on."""
     torch.manual_seed(0)
     net = PriorNet(TINY_PRIOR)
     grids = torch.stack([torch.randint(0, k, (3, 10, 12)) for k in TINY_NET.codebook_sizes], 1)
     net.calibrate(grids)
     net.quantized = True
+    return net, grids
+
+
+def test_integer_prior_is_the_trained_fake_quantized_network():
+    net, grids = fake_quantized_tiny_prior()
     prior = IntegerPrior(TINY_PRIOR, net.to_integer())
     for stage in range(TINY_PRIOR.num_stages):
         for pass_ in range(4):
@@ -98,11 +104,7 @@ def test_integer_prior_is_the_trained_fake_quantized_network():
 
 def test_float_prior_rebuilt_from_the_integer_one_computes_the_same_logits():
     """Training resumes from a shipped model's integer prior when the training state is lost."""
-    torch.manual_seed(0)
-    net = PriorNet(TINY_PRIOR)
-    grids = torch.stack([torch.randint(0, k, (3, 10, 12)) for k in TINY_NET.codebook_sizes], 1)
-    net.calibrate(grids)
-    net.quantized = True
+    net, grids = fake_quantized_tiny_prior()
     shipped = net.to_integer()
     rebuilt = prior_from_integer(TINY_PRIOR, shipped)
     rebuilt.quantized = True
