@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from vqcodec.prior import (
     ACT_MAX,
+    ACT_PEAK,
     EXACT_LIMIT,
     IntegerPrior,
     PriorNet,
@@ -117,6 +118,14 @@ def test_float_prior_rebuilt_from_the_integer_one_computes_the_same_logits():
     for stage in range(TINY_PRIOR.num_stages):
         with torch.no_grad():
             assert torch.allclose(rebuilt(grids, stage, 1), net(grids, stage, 1), atol=2 / 16)
+
+
+def test_rebuilt_float_prior_has_activations_of_the_size_training_starts_with():
+    """Tiny activations would let Adam's first steps on the biases switch every ReLU off."""
+    net, grids = fake_quantized_tiny_prior()
+    rebuilt = prior_from_integer(TINY_PRIOR, net.to_integer())
+    rebuilt.calibrate(grids)  # the same grids: the integer peak of each layer is 127
+    assert torch.allclose(rebuilt.act_scale * ACT_MAX, torch.full((TINY_PRIOR.layers,), ACT_PEAK), rtol=0.1)
 
 
 def test_pmf_rows_are_normalised_and_cover_every_symbol():

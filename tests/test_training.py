@@ -13,9 +13,9 @@ import vqcodec
 from vqcodec.prior import PriorConfig
 from vqcodec.registry import save_model
 from vqcodec.train_image import index_set, load_vqvae, train_vqvae
-from vqcodec.train_prior import train_prior
+from vqcodec.train_prior import prior_bits, start_from_shipped, train_prior
 
-from .conftest import TINY_NET
+from .conftest import TINY_NET, TINY_PRIOR
 
 
 def test_train_resume_export(tmp_path, monkeypatch):
@@ -89,3 +89,27 @@ def test_anneal_warms_up_then_lowers_the_learning_rate_to_a_tenth(tmp_path):
     assert 0.0095 < applied[3] <= 0.01
     assert all(a >= b for a, b in itertools.pairwise(applied[3:]))
     assert 0.001 <= applied[-1] < 0.0012
+
+
+def test_a_shipped_prior_is_resumed_only_where_it_fits_the_indices():
+    """After the VQ-VAE has trained on, its codes may mean other things: a shipped prior that
+    codes the held-out grids in more than log2(K) bits is replaced by a new one."""
+    import torch
+
+    from vqcodec.prior import PriorNet
+
+    torch.manual_seed(0)
+    shipped = PriorNet(TINY_PRIOR)
+    with torch.no_grad():
+        for head in shipped.heads:
+            head.bias[0] = 8.0  # confident that every index is 0
+    zeros = torch.zeros(4, TINY_PRIOR.num_stages, 6, 6, dtype=torch.int16)
+    shipped.calibrate(zeros.long())
+    shipped.quantized = True
+    init = shipped.to_integer()
+
+    resumed = start_from_shipped(TINY_PRIOR, init, zeros)
+    assert max(prior_bits(resumed, zeros)) < 0.1
+    no_zeros = torch.stack([torch.randint(1, k, (4, 6, 6)) for k in TINY_PRIOR.codebook_sizes], 1).to(torch.int16)
+    fresh = start_from_shipped(TINY_PRIOR, init, no_zeros)
+    assert all(head.bias.abs().max() < 1 for head in fresh.heads)

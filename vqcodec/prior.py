@@ -41,6 +41,7 @@ NUM_PASSES = 4
 PASS_OF_PARITY = ((0, 2), (3, 1))
 PASS_OF_PHASE = (0, 2, 1, 3)
 ACT_MAX = 127
+ACT_PEAK = 2.0  # float value of a resumed layer's integer peak (see prior_from_integer)
 EMBED_SCALE = 32  # embeddings are stored as integers = round(value * 32)
 LOGIT_STEPS = 16  # integer logits are in 1/16 nat
 LOGIT_RANGE = 16 * 12  # logits more than 12 nats under the maximum share the smallest weight
@@ -215,19 +216,19 @@ def prior_from_integer(cfg: PriorConfig, tensors: dict[str, torch.Tensor]) -> Pr
     """A float PriorNet that computes what the integer network `tensors` computes (up to its
     rounding), to resume training from a shipped model when the training state is gone.
 
-    The integer network fixes only the ratios of the layers' activation scales (ReLU commutes
-    with positive scaling), so each scale is chosen to give that layer's largest weights the
-    size of PyTorch's initialisation, 1/sqrt(fan_in), where Adam's steps are the usual size."""
+    The integer network fixes only the ratios of the layers' scales (ReLU commutes with
+    positive scaling). Each layer's activation scale is chosen so that its integer peak (127)
+    is ACT_PEAK in float, about the largest activation of a freshly initialised first layer: with
+    tiny activations, Adam's first steps on the biases would switch every ReLU off."""
     net = PriorNet(cfg)
     for t, table in enumerate(net.embeddings):
         table.copy_(tensors[f"embed.{t}"].float() / EMBED_SCALE)
     in_scale = 1.0 / EMBED_SCALE
     for i, conv in enumerate(net.convs):
         weight, mult = tensors[f"conv.{i}.weight"].float(), tensors[f"conv.{i}.mult"].double()
+        out_scale = ACT_PEAK / ACT_MAX
         # weight scale per output channel = mult * out_scale / (in_scale * 2**SHIFT)
-        ratio = mult * 2.0**-SHIFT / in_scale
-        out_scale = (conv.weight[0].numel() ** -0.5 / ACT_MAX / ratio.mean()).item()
-        conv.weight.copy_(weight * (ratio * out_scale).float().view(-1, 1, 1, 1))
+        conv.weight.copy_(weight * (mult * out_scale / (in_scale * 2.0**SHIFT)).float().view(-1, 1, 1, 1))
         bias = tensors[f"conv.{i}.bias"].double() * out_scale * 2.0**-SHIFT
         if i == 0:
             net.stage_bias.copy_(bias.float())

@@ -62,6 +62,20 @@ def shipped_prior(weights: Path | None, cfg: PriorConfig) -> dict[str, torch.Ten
     return {k[6:]: v for k, v in tensors.items() if k.startswith("prior.")}
 
 
+def start_from_shipped(cfg: PriorConfig, init: dict[str, torch.Tensor], val: torch.Tensor) -> PriorNet:
+    """The shipped integer prior `init` as a float network to train on, unless it codes the
+    held-out grids `val` in more than log2(K) bits per index: once the VQ-VAE has trained on,
+    its codes can mean other things, and a confidently wrong prior trains worse than a new one."""
+    prior = prior_from_integer(cfg, init)
+    bits = sum(prior_bits(prior, val)) / cfg.num_stages
+    uniform = sum(math.log2(k) for k in cfg.codebook_sizes) / cfg.num_stages
+    if bits >= uniform:
+        print(f"the shipped prior does not fit these indices ({bits:.2f} bits per index, log2 K {uniform:.2f})")
+        return PriorNet(cfg)
+    print(f"prior warm-started from the shipped integer prior ({bits:.2f} bits per index)")
+    return prior
+
+
 def train_prior(
     grids: torch.Tensor,
     val: torch.Tensor,
@@ -78,28 +92,28 @@ def train_prior(
     """Train the prior on index grids [N, L, h, w] of the frozen VQ-VAE: float first,
     fake-quantized for the last `qat_fraction` of the time.
 
-    Warm-starts from the cached training state, else from `init` (a shipped integer prior of
-    the same configuration). Returns the trained network and a report with bits per index of the float network (before
+    Warm-starts from the cached training state (its step count goes on), else from `init` (a
+    shipped integer prior of the same configuration) where that fits the grids. Returns the
+    trained network and a report with bits per index of the float network (before
     quantization-aware training) and of the exported integer network, on the held-out `val`.
     """
     cache.mkdir(parents=True, exist_ok=True)
     log_path = cache / "prior_log.jsonl"
-    prior = PriorNet(cfg)
+    prior, first_step = PriorNet(cfg), 0
     state_path = cache / "prior_state.safetensors"
     if state_path.exists():  # warm start from the last run (the VQ-VAE may have moved on since)
-        load_training_state(state_path, prior, None)
-        print(f"prior warm-started from {state_path}")
+        first_step = load_training_state(state_path, prior, None).get("steps", 0)
+        print(f"prior warm-started from {state_path} (step {first_step})")
     elif init is not None:
-        prior = prior_from_integer(cfg, init)
-        print("prior warm-started from the shipped integer prior")
+        prior = start_from_shipped(cfg, init, val)
     prior.to(device)
     optimizer = torch.optim.Adam(prior.parameters(), lr=lr)
     stop = StopFlag()
     t_start = time.time()
     t_end, t_qat = t_start + minutes * 60, t_start + minutes * 60 * (1 - qat_fraction)
     report: dict = {}
-    step = 0
-    gen = torch.Generator().manual_seed(0)
+    step = first_step
+    gen = torch.Generator().manual_seed(first_step)
     while time.time() < t_end and not stop.stop:
         if not prior.quantized and time.time() > t_qat:
             report["float_bits_per_index"] = prior_bits(prior, val)
