@@ -3,12 +3,17 @@ recovers exactly the encoder's indices, for odd rates, lengths and channel count
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 from vqcodec import codec_audio, container
 from vqcodec.errors import BadInputError, CorruptFileError, MissingModelError
+from vqcodec.model import AudioVQVAE
+
+from .conftest import TINY_AUDIO_NET
 
 RATE = 24000
 
@@ -147,3 +152,16 @@ def test_unknown_model_or_other_weights_name_the_model():
     ):
         with pytest.raises(MissingModelError, match=changed.model_name):
             codec_audio.decompress_audio(container.pack_audio(changed, chunks))
+
+
+def test_coding_layout_computes_what_the_trained_networks_compute():
+    """`for_coding` swaps the 1-D convolutions for faster 2-D ones of height 1: same outputs."""
+    torch.manual_seed(0)
+    trained = AudioVQVAE(TINY_AUDIO_NET).eval()
+    coding = copy.deepcopy(trained).for_coding()
+    wave = torch.randn(2, 1, 40 * TINY_AUDIO_NET.hop)
+    with torch.inference_mode():
+        latents = trained.encoder(wave)
+        assert torch.allclose(coding.encoder(wave), latents, atol=1e-5)
+        assert torch.allclose(coding.decoder(latents), trained.decoder(latents), atol=1e-5)
+        assert coding.decoder(latents).shape == wave.shape

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .nets import Decoder, Encoder, ImageNetConfig
-from .nets_audio import AudioDecoder, AudioEncoder, AudioNetConfig
+from .nets_audio import AudioDecoder, AudioEncoder, AudioNetConfig, planar
 from .quantizer import ResidualVQ
 
 
@@ -42,6 +42,13 @@ class AudioVQVAE(nn.Module):
     @property
     def num_stages(self) -> int:
         return self.quantizer.num_stages
+
+    def for_coding(self) -> AudioVQVAE:
+        """Switch the encoder and decoder to their faster inference layout (`nets_audio.planar`),
+        the same arithmetic on the same weights; for coding only, not for training or saving."""
+        for net in (self.encoder, self.decoder):
+            net.net, net.planar = planar(net.net), True
+        return self
 
     def forward(self, wave: torch.Tensor, stages_per_sample: torch.Tensor):
         latents = self.encoder(wave)

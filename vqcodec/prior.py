@@ -289,13 +289,13 @@ class IntegerPrior:
         self._check_bounds()
         # Integer-valued float32 copies of weights and embeddings for the matrix products (the
         # embeddings as one table, stage t's codes from row embed_offsets[t] on), float64 copies of
-        # the rescaling constants.
+        # the rescaling constants and of the exp() table (its sums are exact too).
         self.f = {k: v.to(torch.float32) for k, v in self.t.items() if k.endswith("weight")}
         tables = [self.t[f"embed.{t}"] for t in range(cfg.num_stages)]
         self.f["embed"] = torch.cat(tables).to(torch.float32)
         sizes = torch.tensor([0] + [len(table) for table in tables[:-1]], device=self.device)
         self.embed_offsets = torch.cumsum(sizes, 0).view(1, -1, 1, 1)
-        self.d = {k: v.double() for k, v in self.t.items() if k.endswith(("mult", "bias"))}
+        self.d = {k: v.double() for k, v in self.t.items() if k.endswith(("mult", "bias", "lut"))}
 
     def pass_map(self, h: int, w: int) -> torch.Tensor:
         return pass_map(h, w, self.device, self.cfg.schedule)
@@ -357,7 +357,9 @@ class IntegerPrior:
             bias = bias[stage] if i == 0 else bias
             x = torch.clamp(rescale(acc, self.d[f"conv.{i}.mult"], bias), 0, ACT_MAX).to(torch.float32)
         x = x.flatten(2) if at is None else x
-        acc = self.f[f"head.{stage}.weight"].flatten(1) @ x
+        # Positions by codes ([B, N, K]), seen as [B, K, N]: `pmf` wants rows of codes, and
+        # elementwise results keep this layout.
+        acc = (x.transpose(1, 2) @ self.f[f"head.{stage}.weight"].flatten(1).t()).transpose(1, 2)
         out = rescale(acc, self.d[f"head.{stage}.mult"], self.d[f"head.{stage}.bias"])
         return out.reshape(*out.shape[:2], h, w) if at is None else out
 
@@ -368,10 +370,10 @@ class IntegerPrior:
         """
         at = self.pass_map(*indices.shape[-2:]) == pass_
         logits = self.logits(indices, stage, pass_, at)[0].t()  # [N, K]
-        drop = torch.clamp(logits.amax(1, keepdim=True) - logits, max=LOGIT_RANGE).long()
-        weights = self.t["lut"][drop]
+        drop = (logits.amax(1, keepdim=True) - logits).clamp_(max=LOGIT_RANGE).long()
+        weights = torch.take(self.d["lut"], drop)
         # Integer weights and an integer sum, then one correctly rounded division: identical
         # float64 probabilities everywhere.
-        probs = (weights.double() / weights.sum(1, keepdim=True).double()).cpu().numpy()
+        probs = weights.div_(weights.sum(1, keepdim=True)).cpu().numpy()
         # C order matters: constriction reads the buffer row by row, whatever the strides say.
         return np.ascontiguousarray(probs)

@@ -103,6 +103,8 @@ def _load(path: str, device: str) -> CodecModel:
     if missing or unexpected:
         raise MissingModelError(f"model file {path} does not match the {meta['name']} architecture")
     vqvae.eval().to(device)
+    if isinstance(vqvae, AudioVQVAE):
+        vqvae.for_coding()
     prior = IntegerPrior(prior_cfg, {k[6:]: v for k, v in tensors.items() if k.startswith("prior.")}, device)
     return CodecModel(meta["name"], kind, tensors_hash(tensors), vqvae, prior, meta)
 
