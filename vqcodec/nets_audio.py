@@ -17,8 +17,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-CHANNELS_LAST = torch.channels_last
-
 
 @dataclass(frozen=True)
 class AudioNetConfig:
@@ -41,28 +39,22 @@ def planar(net: nn.Module) -> nn.Module:
     """`net` with every Conv1d / ConvTranspose1d replaced (in place) by the equal 2-D layer of
     height 1, for [B, C, 1, N] channels-last tensors."""
     for name, child in net.named_children():
-        if isinstance(child, nn.Conv1d):
-            flat = nn.Conv2d(
-                child.in_channels,
-                child.out_channels,
-                (1, *child.kernel_size),
-                (1, *child.stride),
-                (0, *child.padding),
-                (1, *child.dilation),
-            )
-        elif isinstance(child, nn.ConvTranspose1d):
-            flat = nn.ConvTranspose2d(
-                child.in_channels,
-                child.out_channels,
-                (1, *child.kernel_size),
-                (1, *child.stride),
-                (0, *child.padding),
-                (0, *child.output_padding),
-            )
-        else:
+        if not isinstance(child, (nn.Conv1d, nn.ConvTranspose1d)):
             planar(child)
             continue
-        flat.weight = nn.Parameter(child.weight.detach().unsqueeze(2).contiguous(memory_format=CHANNELS_LAST))
+        transposed = isinstance(child, nn.ConvTranspose1d)
+        layer = nn.ConvTranspose2d if transposed else nn.Conv2d
+        extra = {"output_padding": (0, *child.output_padding)} if transposed else {}
+        flat = layer(
+            child.in_channels,
+            child.out_channels,
+            (1, *child.kernel_size),
+            stride=(1, *child.stride),
+            padding=(0, *child.padding),
+            dilation=(1, *child.dilation),
+            **extra,
+        )
+        flat.weight = nn.Parameter(child.weight.detach().unsqueeze(2).contiguous(memory_format=torch.channels_last))
         flat.bias = child.bias
         setattr(net, name, flat)
     return net
@@ -73,7 +65,7 @@ def run_planar(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     where it already is): a one-channel tensor is both layouts, and a convolution given one
     answers in the slow one, which the rest of the network would then keep."""
     for layer in net:
-        x = layer(x.contiguous(memory_format=CHANNELS_LAST))
+        x = layer(x.contiguous(memory_format=torch.channels_last))
     return x
 
 
