@@ -8,6 +8,8 @@ feeds the prior exactly the indices the encoder's prior saw.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import constriction
 import numpy as np
 import torch
@@ -20,22 +22,62 @@ from .prior import NUM_PASSES, IntegerPrior
 _FAMILY = constriction.stream.model.Categorical(perfect=False)
 
 
+def _schedule(prior: IntegerPrior, stages: int, h: int, w: int) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """(stage, pass, positions [h, w] bool) in coding order, skipping empty passes: the walk that
+    encoder, decoder and every estimate share."""
+    passes = prior.pass_map(h, w).cpu()
+    for stage in range(stages):
+        for pass_ in range(NUM_PASSES):
+            at = passes == pass_
+            if at.any():
+                yield stage, pass_, at
+
+
+def _empty_grid(prior: IntegerPrior, h: int, w: int) -> torch.Tensor:
+    """The prior's input: [1, L, h, w] indices, zero where not yet known."""
+    return torch.zeros(1, prior.cfg.num_stages, h, w, dtype=torch.int64)
+
+
 def encode_grid(indices: torch.Tensor, prior: IntegerPrior) -> bytes:
     """Code the first q stages of an index grid ([q, h, w]) into bytes."""
     q, h, w = indices.shape
-    grid = torch.zeros(1, prior.cfg.num_stages, h, w, dtype=torch.int64)
+    grid = _empty_grid(prior, h, w)
     grid[0, :q] = indices
-    passes = prior.pass_map(h, w).cpu()
     encoder = constriction.stream.queue.RangeEncoder()
-    for stage in range(q):
-        for pass_ in range(NUM_PASSES):
-            at = passes == pass_
-            if not at.any():
-                continue
-            probs = prior.pmf(grid, stage, pass_)
-            symbols = indices[stage][at].numpy().astype(np.int32)
-            encoder.encode(symbols, _FAMILY, probs)
+    for stage, pass_, at in _schedule(prior, q, h, w):
+        symbols = indices[stage][at].numpy().astype(np.int32)
+        encoder.encode(symbols, _FAMILY, prior.pmf(grid, stage, pass_))
     return encoder.get_compressed().astype("<u4").tobytes()
+
+
+@torch.no_grad()
+def encode_latents(
+    latents: torch.Tensor, codebooks: list[torch.Tensor], prior: IntegerPrior, rate_weight: float
+) -> tuple[torch.Tensor, bytes]:
+    """Residual quantization of latents [D, h, w] with `codebooks` (one [K, D] per stage coded)
+    and range coding of the indices, in one walk of the coding schedule: ([q, h, w] indices, bytes).
+
+    Each index minimises |residual - code|^2 + rate_weight * (-log2 p(code)), p from the prior
+    given the indices chosen before it: where two codes are almost equally near, the encoder
+    takes the cheaper one. rate_weight 0 gives the nearest codes (plain residual VQ). The
+    decoder is unchanged: it reads whatever indices the encoder chose.
+    """
+    q, (h, w) = len(codebooks), latents.shape[1:]
+    residual = latents.flatten(1).t().to("cpu", torch.float32, copy=True)  # [h*w, D], updated stage by stage
+    grid = _empty_grid(prior, h, w)
+    encoder = constriction.stream.queue.RangeEncoder()
+    for stage, pass_, at in _schedule(prior, q, h, w):
+        codebook = codebooks[stage].float().cpu()
+        probs = prior.pmf(grid, stage, pass_)
+        # |r - c|^2 up to the |r|^2 term, which is the same for every code
+        cost = codebook.pow(2).sum(1)[None, :] - 2 * residual[at.flatten()] @ codebook.t()
+        if rate_weight > 0:
+            cost -= rate_weight * torch.from_numpy(np.log2(probs)).float()
+        symbols = cost.argmin(1)
+        grid[0, stage][at] = symbols
+        residual[at.flatten()] -= codebook[symbols]  # what the next stage quantizes here
+        encoder.encode(symbols.numpy().astype(np.int32), _FAMILY, probs)
+    return grid[0, :q], encoder.get_compressed().astype("<u4").tobytes()
 
 
 def grid_bits(indices: torch.Tensor, prior: IntegerPrior) -> np.ndarray:
@@ -43,18 +85,13 @@ def grid_bits(indices: torch.Tensor, prior: IntegerPrior) -> np.ndarray:
     coding schedule: [q, h, w] float64 whose sum is what the range coder spends (up to its
     rounding of the probabilities and the padding of the last word)."""
     q, h, w = indices.shape
-    grid = torch.zeros(1, prior.cfg.num_stages, h, w, dtype=torch.int64)
+    grid = _empty_grid(prior, h, w)
     grid[0, :q] = indices
-    passes = prior.pass_map(h, w).cpu()
     bits = np.zeros((q, h, w))
-    for stage in range(q):
-        for pass_ in range(NUM_PASSES):
-            at = passes == pass_
-            if not at.any():
-                continue
-            probs = prior.pmf(grid, stage, pass_)
-            symbols = indices[stage][at].numpy()
-            bits[stage][at.numpy()] = -np.log2(probs[np.arange(len(symbols)), symbols])
+    for stage, pass_, at in _schedule(prior, q, h, w):
+        probs = prior.pmf(grid, stage, pass_)
+        symbols = indices[stage][at].numpy()
+        bits[stage][at.numpy()] = -np.log2(probs[np.arange(len(symbols)), symbols])
     return bits
 
 
@@ -63,17 +100,12 @@ def sample_grid(
 ) -> torch.Tensor:
     """Draw a [stages, h, w] index grid from the prior, in the decoding schedule (ancestral
     sampling): what a decoder would produce from a stream of random bits."""
-    grid = torch.zeros(1, prior.cfg.num_stages, h, w, dtype=torch.int64)
-    passes = prior.pass_map(h, w).cpu()
-    for stage in range(stages):
-        for pass_ in range(NUM_PASSES):
-            at = passes == pass_
-            if not at.any():
-                continue
-            probs = prior.pmf(grid, stage, pass_) ** (1.0 / temperature)
-            cdf = np.cumsum(probs / probs.sum(1, keepdims=True), 1)
-            draws = (cdf < rng.random((len(cdf), 1))).sum(1).clip(0, cdf.shape[1] - 1)
-            grid[0, stage][at] = torch.from_numpy(draws.astype(np.int64))
+    grid = _empty_grid(prior, h, w)
+    for stage, pass_, at in _schedule(prior, stages, h, w):
+        probs = prior.pmf(grid, stage, pass_) ** (1.0 / temperature)
+        cdf = np.cumsum(probs / probs.sum(1, keepdims=True), 1)
+        draws = (cdf < rng.random((len(cdf), 1))).sum(1).clip(0, cdf.shape[1] - 1)
+        grid[0, stage][at] = torch.from_numpy(draws.astype(np.int64))
     return grid[0, :stages]
 
 
@@ -82,18 +114,12 @@ def decode_grid(data: bytes, prior: IntegerPrior, stages: int, h: int, w: int) -
     if len(data) % 4:
         raise CorruptFileError("payload length is not a whole number of 32-bit words")
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-    grid = torch.zeros(1, prior.cfg.num_stages, h, w, dtype=torch.int64)
-    passes = prior.pass_map(h, w).cpu()
+    grid = _empty_grid(prior, h, w)
     try:
         decoder = constriction.stream.queue.RangeDecoder(words)
-        for stage in range(stages):
-            for pass_ in range(NUM_PASSES):
-                at = passes == pass_
-                if not at.any():
-                    continue
-                probs = prior.pmf(grid, stage, pass_)
-                symbols = decoder.decode(_FAMILY, probs)
-                grid[0, stage][at] = torch.from_numpy(symbols.astype(np.int64))
+        for stage, pass_, at in _schedule(prior, stages, h, w):
+            symbols = decoder.decode(_FAMILY, prior.pmf(grid, stage, pass_))
+            grid[0, stage][at] = torch.from_numpy(symbols.astype(np.int64))
     except (ValueError, RuntimeError, AssertionError) as e:
         raise CorruptFileError(f"payload does not decode: {e}") from None
     return grid[0, :stages]
