@@ -1,8 +1,8 @@
 """Audio compress / decompress, streamed segment by segment so memory does not grow with duration.
 
 compress:   blocks of the source -> soxr to the model rate -> streams (mono, mid + side, or one
-            per channel) -> per segment, with HALO_FRAMES of context: encoder -> residual VQ ->
-            indices -> prior + range coder -> one chunk per stream
+            per channel) -> per segment, with HALO_FRAMES of context: encoder -> residual VQ,
+            each index chosen with its cost under the prior -> range coder -> one chunk per stream
 decompress: chunks -> range decoder + prior -> indices -> codebooks -> decoder (per segment,
             with the neighbouring segments' indices as context) -> channels -> soxr back to the
             source rate -> blocks of output, cut to the source length to the sample
