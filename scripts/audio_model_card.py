@@ -45,7 +45,7 @@ def tables(results: Path) -> str:
                 lines.append(line)
         lines.append("")
     ours = summary["codecs"]["vqcodec"]
-    lines += ["| vqcodec at | saved against log2 K, speech | music | encode | decode |", "|---|---|---|---|---|"]
+    lines += ["| vqcodec at | prior's saving, speech | music | encode | decode |", "|---|---|---|---|---|"]
     speech, music = ours["speech"], ours["music"]
     for i, asked in enumerate(speech["target_kbps"]):
         lines.append(

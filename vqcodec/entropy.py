@@ -50,36 +50,6 @@ def encode_grid(indices: torch.Tensor, prior: IntegerPrior) -> bytes:
     return encoder.get_compressed().astype("<u4").tobytes()
 
 
-@torch.no_grad()
-def encode_latents(
-    latents: torch.Tensor, codebooks: list[torch.Tensor], prior: IntegerPrior, rate_weight: float
-) -> tuple[torch.Tensor, bytes]:
-    """Residual quantization of latents [D, h, w] with `codebooks` (one [K, D] per stage coded)
-    and range coding of the indices, in one walk of the coding schedule: ([q, h, w] indices, bytes).
-
-    Each index minimises |residual - code|^2 + rate_weight * (-log2 p(code)), p from the prior
-    given the indices chosen before it: where two codes are almost equally near, the encoder
-    takes the cheaper one. rate_weight 0 gives the nearest codes (plain residual VQ). The
-    decoder is unchanged: it reads whatever indices the encoder chose.
-    """
-    q, (h, w) = len(codebooks), latents.shape[1:]
-    residual = latents.flatten(1).t().to("cpu", torch.float32, copy=True)  # [h*w, D], updated stage by stage
-    grid = _empty_grid(prior, h, w)
-    encoder = constriction.stream.queue.RangeEncoder()
-    for stage, pass_, at in _schedule(prior, q, h, w):
-        codebook = codebooks[stage].float().cpu()
-        probs = prior.pmf(grid, stage, pass_)
-        # |r - c|^2 up to the |r|^2 term, which is the same for every code
-        cost = codebook.pow(2).sum(1)[None, :] - 2 * residual[at.flatten()] @ codebook.t()
-        if rate_weight > 0:  # (torch's log2 is 3x faster than numpy's here)
-            cost.add_(torch.from_numpy(probs).log2().float(), alpha=-rate_weight)
-        symbols = cost.argmin(1)
-        grid[0, stage][at] = symbols
-        residual[at.flatten()] -= codebook[symbols]  # what the next stage quantizes here
-        encoder.encode(symbols.numpy().astype(np.int32), _FAMILY, probs)
-    return grid[0, :q], encoder.get_compressed().astype("<u4").tobytes()
-
-
 def grid_bits(indices: torch.Tensor, prior: IntegerPrior) -> np.ndarray:
     """Information content -log2 p of every index of a [q, h, w] grid under the prior, in the
     coding schedule: [q, h, w] float64 whose sum is what the range coder spends (up to its
