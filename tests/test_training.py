@@ -7,13 +7,14 @@ from dataclasses import asdict
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import vqcodec
 from vqcodec.prior import PriorConfig
 from vqcodec.registry import save_model
 from vqcodec.train_image import index_set, load_vqvae, train_vqvae
-from vqcodec.train_prior import prior_bits, start_from_shipped, train_prior
+from vqcodec.train_prior import cached_grids, prior_bits, start_from_shipped, train_prior
 
 from .conftest import TINY_NET, TINY_PRIOR
 
@@ -113,3 +114,22 @@ def test_a_shipped_prior_is_resumed_only_where_it_fits_the_indices():
     no_zeros = torch.stack([torch.randint(1, k, (4, 6, 6)) for k in TINY_PRIOR.codebook_sizes], 1).to(torch.int16)
     fresh = start_from_shipped(TINY_PRIOR, init, no_zeros)
     assert all(head.bias.abs().max() < 1 for head in fresh.heads)
+
+
+def test_index_grids_are_reused_only_for_the_same_vqvae_data_and_settings(tmp_path):
+    vqvae, path, builds = torch.nn.Linear(3, 2), tmp_path / "grids.safetensors", []
+
+    def build() -> torch.Tensor:
+        builds.append(1)
+        return torch.full((2, 1, 3, 3), len(builds), dtype=torch.int16)
+
+    def grids(files=("a.png",), settings=None):
+        return cached_grids(path, vqvae, list(files), settings or {"count": 2, "seed": 1}, build)
+
+    first = grids()
+    assert torch.equal(grids(), first) and len(builds) == 1
+    grids(settings={"count": 2, "seed": 2})
+    grids(files=("a.png", "b.png"))
+    with torch.no_grad():
+        vqvae.weight.add_(1.0)  # the VQ-VAE trained on: its indices mean other things
+    assert torch.equal(grids(), torch.full((2, 1, 3, 3), 4, dtype=torch.int16)) and len(builds) == 4

@@ -23,7 +23,7 @@ from .mel import mel_distance
 from .model import AudioVQVAE
 from .nets_audio import AudioNetConfig
 from .prior import PriorConfig
-from .train_prior import export_model, shipped_prior, train_prior
+from .train_prior import cached_grids, export_model, shipped_prior, train_prior
 from .training import (
     batch_stream,
     load_trained_vqvae,
@@ -328,8 +328,21 @@ def train_audio_model(
     # (every 3rd file) gives the training grids, to keep loading short.
     held_out = {k: v[::20] for k, v in groups.items()}
     train = {k: [p for i, p in enumerate(v) if i % 20 and i % 3 == 1] or v for k, v in groups.items()}
-    grids = audio_index_set(vqvae, train, prior_grids, seconds=4.0, seed=1, band_limit_share=band_limit_share)
-    val = audio_index_set(vqvae, held_out, 64, seconds=4.0, seed=2, band_limit_share=band_limit_share)
+    settings = {"seconds": 4.0, "band_limit_share": band_limit_share}
+    grids = cached_grids(
+        cache / "prior_grids.safetensors",
+        vqvae,
+        train,
+        {**settings, "count": prior_grids, "seed": 1},
+        lambda: audio_index_set(vqvae, train, prior_grids, seed=1, **settings),
+    )
+    val = cached_grids(
+        cache / "prior_val_grids.safetensors",
+        vqvae,
+        held_out,
+        {**settings, "count": 64, "seed": 2},
+        lambda: audio_index_set(vqvae, held_out, 64, seed=2, **settings),
+    )
     prior_cfg = audio_prior_config(vqvae.cfg, **(prior_options or {}))
     prior, report = train_prior(
         grids, val, prior_cfg, cache, prior_minutes, device=rt.device, init=shipped_prior(init, prior_cfg)

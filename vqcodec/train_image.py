@@ -22,7 +22,7 @@ from .media import list_images
 from .model import ImageVQVAE
 from .nets import ImageNetConfig
 from .prior import PriorConfig
-from .train_prior import export_model, shipped_prior, train_prior
+from .train_prior import cached_grids, export_model, shipped_prior, train_prior
 from .training import (
     batch_stream,
     load_trained_vqvae,
@@ -234,8 +234,21 @@ def train_image_model(
         return {"vqvae_steps": vqvae_steps, "prior_steps": 0}
     held_out = paths[::20]
     train_paths = [p for p in paths if p not in set(held_out)]
-    grids = index_set(vqvae, train_paths, prior_grids, seed=1)
-    val = index_set(vqvae, held_out or train_paths, 32, seed=2)
+    val_paths = held_out or train_paths
+    grids = cached_grids(
+        cache / "prior_grids.safetensors",
+        vqvae,
+        train_paths,
+        {"count": prior_grids, "seed": 1},
+        lambda: index_set(vqvae, train_paths, prior_grids, seed=1),
+    )
+    val = cached_grids(
+        cache / "prior_val_grids.safetensors",
+        vqvae,
+        val_paths,
+        {"count": 32, "seed": 2},
+        lambda: index_set(vqvae, val_paths, 32, seed=2),
+    )
     prior_cfg = PriorConfig(codebook_sizes=vqvae.cfg.codebook_sizes, **(prior_options or {}))
     prior, report = train_prior(
         grids, val, prior_cfg, cache, prior_minutes, device=rt.device, init=shipped_prior(init, prior_cfg)
