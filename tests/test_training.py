@@ -119,16 +119,16 @@ def test_a_shipped_prior_is_resumed_only_where_it_fits_the_indices():
 def test_index_grids_are_reused_only_for_the_same_vqvae_data_and_settings(tmp_path):
     vqvae, path, builds = torch.nn.Linear(3, 2), tmp_path / "grids.safetensors", []
 
-    def build() -> torch.Tensor:
+    def build() -> tuple[torch.Tensor, torch.Tensor]:
         builds.append(1)
-        return torch.full((2, 1, 3, 3), len(builds), dtype=torch.int16)
+        return torch.full((2, 1, 3, 3), len(builds), dtype=torch.int16), torch.zeros(1, 1, 3, 3)
 
-    def grids(files=("a.png",), settings=None):
-        return cached_grids(path, vqvae, list(files), settings or {"count": 2, "seed": 1}, build)
+    def grids(files=("a.png",), count=2):
+        return cached_grids(path, vqvae, {"train": [tmp_path / f for f in files], "count": count}, build)[0]
 
     first = grids()
     assert torch.equal(grids(), first) and len(builds) == 1
-    grids(settings={"count": 2, "seed": 2})
+    grids(count=3)
     grids(files=("a.png", "b.png"))
     with torch.no_grad():
         vqvae.weight.add_(1.0)  # the VQ-VAE trained on: its indices mean other things

@@ -329,19 +329,14 @@ def train_audio_model(
     held_out = {k: v[::20] for k, v in groups.items()}
     train = {k: [p for i, p in enumerate(v) if i % 20 and i % 3 == 1] or v for k, v in groups.items()}
     settings = {"seconds": 4.0, "band_limit_share": band_limit_share}
-    grids = cached_grids(
+    grids, val = cached_grids(
         cache / "prior_grids.safetensors",
         vqvae,
-        train,
-        {**settings, "count": prior_grids, "seed": 1},
-        lambda: audio_index_set(vqvae, train, prior_grids, seed=1, **settings),
-    )
-    val = cached_grids(
-        cache / "prior_val_grids.safetensors",
-        vqvae,
-        held_out,
-        {**settings, "count": 64, "seed": 2},
-        lambda: audio_index_set(vqvae, held_out, 64, seed=2, **settings),
+        {"train": train, "held_out": held_out, "count": prior_grids, **settings},
+        lambda: (
+            audio_index_set(vqvae, train, prior_grids, seed=1, **settings),
+            audio_index_set(vqvae, held_out, 64, seed=2, **settings),
+        ),
     )
     prior_cfg = audio_prior_config(vqvae.cfg, **(prior_options or {}))
     prior, report = train_prior(

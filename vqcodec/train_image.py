@@ -235,19 +235,11 @@ def train_image_model(
     held_out = paths[::20]
     train_paths = [p for p in paths if p not in set(held_out)]
     val_paths = held_out or train_paths
-    grids = cached_grids(
+    grids, val = cached_grids(
         cache / "prior_grids.safetensors",
         vqvae,
-        train_paths,
-        {"count": prior_grids, "seed": 1},
-        lambda: index_set(vqvae, train_paths, prior_grids, seed=1),
-    )
-    val = cached_grids(
-        cache / "prior_val_grids.safetensors",
-        vqvae,
-        val_paths,
-        {"count": 32, "seed": 2},
-        lambda: index_set(vqvae, val_paths, 32, seed=2),
+        {"train": train_paths, "held_out": val_paths, "count": prior_grids},
+        lambda: (index_set(vqvae, train_paths, prior_grids, seed=1), index_set(vqvae, val_paths, 32, seed=2)),
     )
     prior_cfg = PriorConfig(codebook_sizes=vqvae.cfg.codebook_sizes, **(prior_options or {}))
     prior, report = train_prior(

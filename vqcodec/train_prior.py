@@ -21,27 +21,30 @@ from .training import StopFlag, plot_curves
 from .weights import config_from_dict, load_tensors, load_training_state, save_tensors, save_training_state
 
 
+def _resolved(value: object) -> str:
+    return str(Path(value).resolve()) if isinstance(value, Path) else str(value)
+
+
 def cached_grids(
-    path: Path, vqvae: torch.nn.Module, files: object, settings: dict, build: Callable[[], torch.Tensor]
-) -> torch.Tensor:
-    """The index grids that `build` makes, kept in `path` (safetensors) and reused while the
-    VQ-VAE's weights, the data `files` (anything JSON can write) and the `settings` are the same:
-    building them takes longer (20-35 minutes for the audio model on 2 CPU cores) than a short
-    prior run."""
+    path: Path, vqvae: torch.nn.Module, inputs: dict, build: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (training, held-out) index grids that `build` makes, kept in `path` (safetensors) and
+    reused while the VQ-VAE's weights and the `inputs` (data files and settings, anything JSON
+    can write) are the same: building them can take longer (20-35 minutes for the audio model
+    on 2 CPU cores) than a short prior run."""
     key = {
         "vqvae": tensors_hash(vqvae.state_dict()).hex(),
-        "files": hashlib.sha256(json.dumps(files, default=str).encode()).hexdigest(),
-        **settings,
+        # paths resolved: the same files, however the data folder was spelled
+        "inputs": hashlib.sha256(json.dumps(inputs, default=_resolved, sort_keys=True).encode()).hexdigest(),
     }
-    key = json.loads(json.dumps(key))  # as it reads back from the file (tuples become lists)
     if path.exists():
         tensors, meta = load_tensors(path)
-        if meta == key and "grids" in tensors:
+        if meta == key and tensors.keys() == {"grids", "val"}:
             print(f"index grids from {path}")
-            return tensors["grids"]
-    grids = build()
-    save_tensors(path, {"grids": grids}, key)
-    return grids
+            return tensors["grids"], tensors["val"]
+    grids, val = build()
+    save_tensors(path, {"grids": grids, "val": val}, key)
+    return grids, val
 
 
 def prior_bits(prior: PriorNet, grids: torch.Tensor) -> list[float]:
