@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 import vqcodec
+from vqcodec.errors import UsageError
 from vqcodec.prior import PriorConfig
 from vqcodec.registry import save_model
 from vqcodec.train_image import index_set, load_vqvae, train_vqvae
@@ -133,3 +134,11 @@ def test_index_grids_are_reused_only_for_the_same_vqvae_data_and_settings(tmp_pa
     with torch.no_grad():
         vqvae.weight.add_(1.0)  # the VQ-VAE trained on: its indices mean other things
     assert torch.equal(grids(), torch.full((2, 1, 3, 3), 4, dtype=torch.int16)) and len(builds) == 4
+
+
+def test_a_prior_that_could_not_be_exported_exactly_is_refused_before_training(tmp_path):
+    cfg = PriorConfig(codebook_sizes=(16,) * 16, embed_dim=64, kernel=(1, 5), schedule="1d")  # 1025 x 5 inputs
+    grids = torch.zeros(2, 16, 1, 8, dtype=torch.int64)
+    with pytest.raises(UsageError, match="2\\*\\*24"):
+        train_prior(grids, grids, cfg, tmp_path, minutes=1.0)
+    assert not (tmp_path / "prior_log.jsonl").exists()
