@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import UsageError
+
 NUM_PASSES = 4
 # "2x2": pass of a position from its (row % 2, col % 2); "1d": pass of a frame from t % 4
 PASS_OF_PARITY = ((0, 2), (3, 1))
@@ -67,6 +69,18 @@ class PriorConfig:
     @property
     def in_channels(self) -> int:
         return self.num_stages * self.embed_dim + 1
+
+    def check_exact(self) -> None:
+        """Refuse a network whose integer sums could reach 2**24 even before training: with every
+        weight at +-127 (IntegerPrior checks the actual weights when a model is loaded)."""
+        taps = self.kernel[0] * self.kernel[1]
+        for layer, channels in (("first layer", self.in_channels), ("hidden layers", self.hidden)):
+            if channels * taps * ACT_MAX * ACT_MAX >= EXACT_LIMIT:
+                most = (EXACT_LIMIT - 1) // (taps * ACT_MAX * ACT_MAX)
+                raise UsageError(
+                    f"prior {layer}: {channels} input channels x {taps} taps could exceed 2**24 in the integer "
+                    f"network's sums (not exact); at most {most} channels with this kernel"
+                )
 
 
 def pass_map(h: int, w: int, device=None, schedule: str = "2x2") -> torch.Tensor:

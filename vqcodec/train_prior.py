@@ -15,17 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import UsageError
-from .prior import (
-    ACT_MAX,
-    EXACT_LIMIT,
-    NUM_PASSES,
-    IntegerPrior,
-    PriorConfig,
-    PriorNet,
-    pass_map,
-    prior_from_integer,
-)
+from .prior import NUM_PASSES, IntegerPrior, PriorConfig, PriorNet, pass_map, prior_from_integer
 from .registry import save_model, tensors_hash
 from .training import StopFlag, plot_curves
 from .weights import config_from_dict, load_tensors, load_training_state, save_tensors, save_training_state
@@ -114,19 +104,6 @@ def start_from_shipped(cfg: PriorConfig, init: dict[str, torch.Tensor], val: tor
     return prior
 
 
-def check_exportable(cfg: PriorConfig) -> None:
-    """Refuse, before any training, a prior whose integer network could fail the exactness bound
-    when exported: its integer sums must stay below 2**24 even with every weight at +-127."""
-    taps = cfg.kernel[0] * cfg.kernel[1]
-    for layer, channels in (("first layer", cfg.in_channels), ("hidden layers", cfg.hidden)):
-        if channels * taps * ACT_MAX * ACT_MAX >= EXACT_LIMIT:
-            most = (EXACT_LIMIT - 1) // (taps * ACT_MAX * ACT_MAX)
-            raise UsageError(
-                f"prior {layer}: {channels} input channels x {taps} taps could exceed 2**24 in the integer "
-                f"network's sums (not exact); at most {most} channels with this kernel"
-            )
-
-
 def train_prior(
     grids: torch.Tensor,
     val: torch.Tensor,
@@ -148,7 +125,7 @@ def train_prior(
     trained network and a report with bits per index of the float network (before
     quantization-aware training) and of the exported integer network, on the held-out `val`.
     """
-    check_exportable(cfg)
+    cfg.check_exact()  # before any training, not at export
     cache.mkdir(parents=True, exist_ok=True)
     log_path = cache / "prior_log.jsonl"
     prior, first_step = PriorNet(cfg), 0
