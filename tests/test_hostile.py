@@ -113,11 +113,21 @@ def test_every_truncation_and_bit_flip_of_an_audio_file_is_refused(valid_audio):
 def test_damaged_payload_with_valid_file_crc_fails_the_indices_crc(valid_file):
     header, payloads, _ = container.unpack(valid_file)
     start = len(valid_file) - 8 - len(payloads[0])
-    for offset in (0, len(payloads[0]) // 2, len(payloads[0]) - 1):
+
+    def damaged(offset: int) -> bytes:
         body = bytearray(valid_file)
         body[start + offset] ^= 0x5A
+        return _recrc(bytes(body))
+
+    for offset in (0, len(payloads[0]) // 2):
         with pytest.raises(CorruptFileError):
-            vqcodec.decompress(_recrc(bytes(body)))
+            vqcodec.decompress(damaged(offset))
+    # The range coder's last word may end in padding: damage there is caught or changes nothing.
+    try:
+        decoded = vqcodec.decompress(damaged(len(payloads[0]) - 1))
+    except CorruptFileError:
+        return
+    assert np.array_equal(np.asarray(decoded), np.asarray(vqcodec.decompress(valid_file)))
 
 
 def test_claimed_giant_image_is_refused_quickly():

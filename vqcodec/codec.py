@@ -24,6 +24,7 @@ from .container import CHUNK_LATENTS, DEFAULT_MAX_PIXELS, Header
 from .entropy import decode_grid, encode_grid
 from .errors import CorruptFileError, MissingModelError, UsageError
 from .media import ImageLike, load_image, to_pil
+from .quantizer import SEARCH_BEAM
 from .registry import DEFAULT_IMAGE_MODEL, CodecModel, load_image_model
 
 FACTOR = 8
@@ -77,7 +78,7 @@ def encode_indices(model: CodecModel, pixels: np.ndarray, quality: int) -> list[
         latents = latents[
             :, :, (y0 - ry0) // FACTOR : (y1 - ry0) // FACTOR, (x0 - rx0) // FACTOR : (x1 - rx0) // FACTOR
         ]
-        chunks.append(model.vqvae.quantizer.encode(latents, quality)[0].cpu())
+        chunks.append(model.vqvae.quantizer.encode(latents, quality, SEARCH_BEAM)[0].cpu())
     return chunks
 
 

@@ -34,6 +34,7 @@ from .codec import pick_device
 from .container import SEGMENT_FRAMES, AudioChunk, AudioHeader
 from .entropy import decode_grid, encode_grid
 from .errors import BadInputError, CorruptFileError, MissingModelError, UsageError
+from .quantizer import SEARCH_BEAM
 from .registry import DEFAULT_AUDIO_MODEL, CodecModel, load_audio_model
 
 HALO_FRAMES = 8  # frames of context around a segment: more than the networks' receptive field
@@ -201,9 +202,8 @@ def _encode_segment(model: CodecModel, window: np.ndarray, frames: int, stages: 
     if coded:
         wave = torch.from_numpy(np.ascontiguousarray(window[coded], dtype=np.float32))[:, None].to(model.device)
         latents = model.vqvae.encoder(wave)[..., HALO_FRAMES : HALO_FRAMES + frames]
-        indices = model.vqvae.quantizer.encode(latents, max(stages)).cpu()  # [S', q, 1, frames]
-        for row, s in enumerate(coded):
-            grids[s] = indices[row, : stages[s]]
+        for row, s in enumerate(coded):  # each stream searched at its own number of stages
+            grids[s] = model.vqvae.quantizer.encode(latents[row : row + 1], stages[s], SEARCH_BEAM)[0].cpu()
     return grids
 
 
