@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .nets import Decoder, Encoder, ImageNetConfig
-from .nets_audio import AudioDecoder, AudioEncoder, AudioNetConfig, planar
+from .nets_audio import AudioDecoder, AudioEncoder, AudioNetConfig, activations_in_place, planar
 from .quantizer import ResidualVQ
 
 
@@ -47,7 +47,7 @@ class AudioVQVAE(nn.Module):
         """Switch the encoder and decoder to their faster inference layout (`nets_audio.planar`),
         the same arithmetic on the same weights; for coding only, not for training or saving."""
         for net in (self.encoder, self.decoder):
-            net.net, net.planar = planar(net.net), True
+            net.net, net.planar = activations_in_place(planar(net.net)), True
         return self
 
     def forward(self, wave: torch.Tensor, stages_per_sample: torch.Tensor):
