@@ -63,9 +63,10 @@ def planar(net: nn.Module) -> nn.Module:
 def activations_in_place(net: nn.Module) -> nn.Module:
     """`net` with its ELUs computing in place (no new buffer: 15 % faster) wherever their input
     is not used again: all but the first of each residual unit, whose input is also its skip."""
+    skip_inputs = {id(unit.body[0]) for unit in net.modules() if isinstance(unit, ResUnit1d)}
     for module in net.modules():
         if isinstance(module, nn.ELU):
-            module.inplace = not any(module is unit.body[0] for unit in net.modules() if isinstance(unit, ResUnit1d))
+            module.inplace = id(module) not in skip_inputs
     return net
 
 
