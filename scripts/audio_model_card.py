@@ -14,6 +14,7 @@ from pathlib import Path
 
 from model_card import update_readme  # this folder is on sys.path when run as a script
 
+from vqcodec.quantizer import SEARCH_BEAM, SEARCHED_STAGES
 from vqcodec.train_audio import DEBIAN_AUDIO_PACKAGES
 from vqcodec.training import OFFERED_SHARE
 
@@ -151,6 +152,9 @@ training {[round(x, 2) for x in flt]}, shipped integer prior {[round(x, 2) for x
 {cost:+.2f} % in total for exactness; {saving:.1f} % saved against 10 bits per index.
 
 ## Audio test set (`vqcodec bench audio`)
+Encoded with the code search of `vqcodec.quantizer` (a beam of {SEARCH_BEAM} over the first
+{SEARCHED_STAGES} stages), as `vqcodec compress` does.
+
 {tables(results)}
 """
     model.with_suffix(".md").write_text(text)
