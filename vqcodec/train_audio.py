@@ -23,6 +23,7 @@ from .mel import mel_distance
 from .model import AudioVQVAE
 from .nets_audio import AudioNetConfig
 from .prior import PriorConfig
+from .quantizer import SEARCH_BEAM
 from .train_prior import cached_grids, export_model, shipped_prior, train_prior
 from .training import (
     batch_stream,
@@ -262,12 +263,13 @@ def audio_index_set(
     seed: int,
     band_limit_share: float = 0.0,
 ):
-    """Index grids [count, L, 1, frames] of random training segments, as int16."""
+    """Index grids [count, L, 1, frames] of random training segments, as int16: the codes the
+    encoder's search makes (`SEARCH_BEAM`), which the prior will be given to code."""
     sampler = SegmentSampler(groups, model.cfg.sample_rate, seconds, seed=seed, band_limit_share=band_limit_share)
     out = []
     for start in range(0, count, 16):
         latents = model.encoder(sampler.sample(min(16, count - start)))
-        out.append(model.quantizer.encode(latents, model.num_stages).to(torch.int16))
+        out.append(model.quantizer.encode(latents, model.num_stages, SEARCH_BEAM).to(torch.int16))
     return torch.cat(out)
 
 

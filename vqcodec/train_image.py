@@ -22,6 +22,7 @@ from .media import list_images
 from .model import ImageVQVAE
 from .nets import ImageNetConfig
 from .prior import PriorConfig
+from .quantizer import SEARCH_BEAM
 from .train_prior import cached_grids, export_model, shipped_prior, train_prior
 from .training import (
     batch_stream,
@@ -167,13 +168,14 @@ def load_vqvae(cache: Path, init_weights: Path | None = None) -> tuple[ImageVQVA
 
 @torch.no_grad()
 def index_set(model: ImageVQVAE, paths: list[Path], count: int, crop: int = 256, seed: int = 0) -> torch.Tensor:
-    """Index grids [count, L, crop/8, crop/8] of random training crops, as int16."""
+    """Index grids [count, L, crop/8, crop/8] of random training crops, as int16: the codes the
+    encoder's search makes (`SEARCH_BEAM`), which the prior will be given to code."""
     sampler = CropSampler(paths, crop, seed=seed)
     out = []
     for start in range(0, count, 16):
         images = sampler.sample(min(16, count - start))
         latents = model.encoder(images - 0.5)
-        out.append(model.quantizer.encode(latents, model.num_stages).to(torch.int16))
+        out.append(model.quantizer.encode(latents, model.num_stages, SEARCH_BEAM).to(torch.int16))
     return torch.cat(out)
 
 

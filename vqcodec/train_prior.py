@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .prior import NUM_PASSES, IntegerPrior, PriorConfig, PriorNet, pass_map, prior_from_integer
+from .quantizer import SEARCH_BEAM, SEARCHED_STAGES
 from .registry import save_model, tensors_hash
 from .training import StopFlag, plot_curves
 from .weights import config_from_dict, load_tensors, load_training_state, save_tensors, save_training_state
@@ -34,6 +35,7 @@ def cached_grids(
     on 2 CPU cores) than a short prior run."""
     key = {
         "vqvae": tensors_hash(vqvae.state_dict()).hex(),
+        "search": [SEARCH_BEAM, SEARCHED_STAGES],  # the index sets are the encoders' searched codes
         # paths resolved: the same files, however the data folder was spelled
         "inputs": hashlib.sha256(json.dumps(inputs, default=_resolved, sort_keys=True).encode()).hexdigest(),
     }
