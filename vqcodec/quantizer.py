@@ -107,9 +107,10 @@ class ResidualVQ(nn.Module):
             k = codebook.shape[0]
             # |r - c|^2 for every partial code r and every code c of this stage: [N, beams, K]
             after = torch.addmm(codebook.pow(2).sum(1), residuals.reshape(-1, d), codebook.t(), alpha=-2)
-            after = after.view(n, -1, k).add_(errors[..., None])
-            keep = 1 if s == stages - 1 else min(beam, after.shape[1] * k)
-            errors, best = after.reshape(n, -1).topk(keep, dim=1, largest=False)
+            beams = residuals.shape[1]
+            after = after.view(n, beams, k).add_(errors[..., None]).view(n, beams * k)
+            keep = 1 if s == stages - 1 else min(beam, after.shape[1])
+            errors, best = after.topk(keep, dim=1, largest=False)
             parent, code = best // k, best % k
             residuals = residuals.gather(1, parent[..., None].expand(-1, -1, d)) - codebook[code]
             paths = torch.cat([paths.gather(1, parent[..., None].expand(-1, -1, s)), code[..., None]], 2)
