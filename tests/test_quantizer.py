@@ -57,3 +57,9 @@ def test_stages_past_the_searched_ones_continue_greedily(monkeypatch):
     for s in range(2):
         tail.codebook(s).copy_(rvq.codebook(2 + s))
     assert torch.equal(indices[:, 2:], tail.encode(residual, 2))
+
+
+def test_an_empty_grid_encodes_to_no_indices():
+    rvq = _quantizer()
+    for beam in (1, 4):
+        assert rvq.encode(torch.zeros(1, 4, 1, 0), 3, beam=beam).shape == (1, 3, 1, 0)

@@ -105,7 +105,7 @@ class ResidualVQ(nn.Module):
         for s in range(stages):
             codebook = self.codebook(s)
             k = codebook.shape[0]
-            # |r - c|^2 for every partial code r and every code c of this stage: [N, beams, K]
+            # |r - c|^2 for every partial code r and every code c of this stage, [N, beams * K]
             after = torch.addmm(codebook.pow(2).sum(1), residuals.reshape(-1, d), codebook.t(), alpha=-2)
             beams = residuals.shape[1]
             after = after.view(n, beams, k).add_(errors[..., None]).view(n, beams * k)
