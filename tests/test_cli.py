@@ -172,3 +172,25 @@ def test_bad_audio_exit_status(tmp_path):
     empty = tmp_path / "empty.flac"
     empty.write_bytes(b"")
     assert CliRunner().invoke(main, ["compress", str(empty), "-m", "tinyaudio"]).exit_code == 3
+
+
+def test_the_console_script_keeps_exit_statuses_and_output(tmp_path, photo):
+    """`run` (the installed `vqcodec`) ends the process without the interpreter's teardown:
+    the exit status, the piped output and the written file are as `main` makes them."""
+    import subprocess
+    import sys
+
+    src = _write_photo(tmp_path / "photo.png", photo)
+
+    def vqcodec(*args):
+        code = "import sys; from cli.main import run; sys.argv = ['vqcodec', *sys.argv[1:]]; run()"
+        return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+
+    done = vqcodec("compress", str(src), "-m", "tiny", "-q", "1")
+    assert done.returncode == 0 and "bpp" in done.stdout, done.stderr
+    info = vqcodec("info", str(tmp_path / "photo.vqc"), "--json")
+    assert info.returncode == 0 and json.loads(info.stdout)["bytes"] == (tmp_path / "photo.vqc").stat().st_size
+    again = vqcodec("compress", str(src), "-m", "tiny", "-q", "1")
+    assert again.returncode == 2 and "--force" in again.stderr
+    missing = vqcodec("decompress", str(tmp_path / "nothing.vqc"))
+    assert missing.returncode == 2 and "error" in missing.stderr

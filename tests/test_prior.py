@@ -25,7 +25,7 @@ from vqcodec.prior import (
     prior_from_integer,
     rescale,
 )
-from vqcodec.registry import load_image_model
+from vqcodec.registry import load_image_model, load_model
 
 from .conftest import TINY_NET, TINY_PRIOR
 
@@ -139,12 +139,26 @@ def test_pmf_rows_are_normalised_and_cover_every_symbol():
             assert probs.flags.c_contiguous  # constriction reads the buffer in C order
 
 
+@pytest.mark.parametrize("model", ["tiny", "tinyaudio", Path(__file__).parents[1] / "models" / "aud1.safetensors"])
+def test_the_encoders_batched_passes_give_the_same_probabilities(model):
+    """`stage_pmfs` (a stage's four passes as one batch, for the encoder) equals `pmf` pass
+    by pass (as the decoder computes them) to the last bit."""
+    prior = load_model(model).prior
+    h, w = (7, 5) if prior.cfg.schedule == "2x2" else (1, 23)
+    grid = torch.stack([torch.randint(0, k, (1, h, w)) for k in prior.cfg.codebook_sizes], 1)
+    for stage in range(prior.cfg.num_stages):
+        batched = prior.stage_pmfs(grid, stage)
+        for pass_ in range(4):
+            assert np.array_equal(batched[pass_], prior.pmf(grid, stage, pass_))
+            assert batched[pass_].flags.c_contiguous
+
+
 WORKER = r"""
 import json, sys, torch
 from pathlib import Path
 torch.set_num_threads(int(sys.argv[1]))
 from vqcodec import codec
-from vqcodec.registry import load_image_model
+from vqcodec.registry import load_image_model, load_model
 mode, path = sys.argv[2], Path(sys.argv[3])
 if mode == "encode":
     import numpy as np

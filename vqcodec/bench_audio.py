@@ -14,6 +14,7 @@ import io
 import json
 import math
 import resource
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -274,7 +275,10 @@ def bench_long(source: Path, minutes: list[float], bitrate: float, model: str, w
 
     samples, _ = load_audio(source, 44100)
     stereo = np.stack([samples[0], samples[-1]], 1) if samples.shape[0] > 1 else np.repeat(samples.T, 2, 1)
-    exe = shutil.which("vqcodec") or "vqcodec"
+    # This environment's own script, as a pip install puts it on a user's PATH; a version
+    # manager's shim found first on PATH (pyenv's) would add its own start-up, 0.2 to 1 s here.
+    script = Path(sys.executable).with_name("vqcodec")
+    exe = str(script) if script.exists() else shutil.which("vqcodec") or "vqcodec"
     work.mkdir(parents=True, exist_ok=True)
     rows = []
     for m in minutes:

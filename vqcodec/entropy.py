@@ -38,15 +38,24 @@ def _empty_grid(prior: IntegerPrior, h: int, w: int) -> torch.Tensor:
     return torch.zeros(1, prior.cfg.num_stages, h, w, dtype=torch.int64)
 
 
-def encode_grid(indices: torch.Tensor, prior: IntegerPrior) -> bytes:
-    """Code the first q stages of an index grid ([q, h, w]) into bytes."""
+def _known_grid_pmfs(indices: torch.Tensor, prior: IntegerPrior) -> Iterator[tuple[int, torch.Tensor, np.ndarray]]:
+    """(stage, positions, probabilities) along the schedule for a [q, h, w] grid whose indices
+    are all known (the encoder's case), each stage's passes computed as one batch."""
     q, h, w = indices.shape
     grid = _empty_grid(prior, h, w)
     grid[0, :q] = indices
-    encoder = constriction.stream.queue.RangeEncoder()
+    computed, pmfs = -1, []
     for stage, pass_, at in _schedule(prior, q, h, w):
-        symbols = indices[stage][at].numpy().astype(np.int32)
-        encoder.encode(symbols, _FAMILY, prior.pmf(grid, stage, pass_))
+        if stage != computed:
+            computed, pmfs = stage, prior.stage_pmfs(grid, stage)
+        yield stage, at, pmfs[pass_]
+
+
+def encode_grid(indices: torch.Tensor, prior: IntegerPrior) -> bytes:
+    """Code the first q stages of an index grid ([q, h, w]) into bytes."""
+    encoder = constriction.stream.queue.RangeEncoder()
+    for stage, at, probs in _known_grid_pmfs(indices, prior):
+        encoder.encode(indices[stage][at].numpy().astype(np.int32), _FAMILY, probs)
     return encoder.get_compressed().astype("<u4").tobytes()
 
 
@@ -54,12 +63,8 @@ def grid_bits(indices: torch.Tensor, prior: IntegerPrior) -> np.ndarray:
     """Information content -log2 p of every index of a [q, h, w] grid under the prior, in the
     coding schedule: [q, h, w] float64 whose sum is what the range coder spends (up to its
     rounding of the probabilities and the padding of the last word)."""
-    q, h, w = indices.shape
-    grid = _empty_grid(prior, h, w)
-    grid[0, :q] = indices
-    bits = np.zeros((q, h, w))
-    for stage, pass_, at in _schedule(prior, q, h, w):
-        probs = prior.pmf(grid, stage, pass_)
+    bits = np.zeros(indices.shape)
+    for stage, at, probs in _known_grid_pmfs(indices, prior):
         symbols = indices[stage][at].numpy()
         bits[stage][at.numpy()] = -np.log2(probs[np.arange(len(symbols)), symbols])
     return bits

@@ -29,6 +29,8 @@ rounding) of the same integers, so the exported integer network is the one that 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -328,13 +330,14 @@ class IntegerPrior:
                 raise ValueError(f"prior bias {name} is above 2**52: not exact")
 
     def _inputs(self, indices: torch.Tensor, stage: int, decoded: torch.Tensor) -> torch.Tensor:
-        """Input planes of stages 0..stage and the decoded mask; the planes of finer stages
-        are zero, so they and their weights (see `_first_weight`) are left out."""
+        """Input planes of stages 0..stage and the decoded mask ([h, w], or [B, h, w]: one per
+        grid); the planes of finer stages are zero, so they and their weights (see
+        `_first_weight`) are left out."""
         b, _, h, w = indices.shape
         planes = self.f["embed"][indices[:, : stage + 1] + self.embed_offsets[:, : stage + 1]]  # [B, s+1, h, w, E]
-        planes[:, stage] *= decoded[..., None]
+        planes[:, stage] *= decoded.view(-1, h, w, 1)
         planes = planes.permute(0, 1, 4, 2, 3).reshape(b, -1, h, w)
-        return torch.cat([planes, (decoded * EMBED_SCALE).expand(b, 1, h, w)], 1)
+        return torch.cat([planes, (decoded * EMBED_SCALE).view(-1, 1, h, w).expand(b, 1, h, w)], 1)
 
     def _first_weight(self, stage: int) -> torch.Tensor:
         """The first layer's weights for the input channels of stages 0..stage and the mask."""
@@ -347,29 +350,29 @@ class IntegerPrior:
     def logits(self, indices: torch.Tensor, stage: int, pass_: int, at: torch.Tensor | None = None) -> torch.Tensor:
         """Integer logits [B, K_stage, h, w] (integer-valued float64, in 1/LOGIT_STEPS nat), or
         [B, K_stage, N] at the N positions where the [h, w] mask `at` is set."""
-        # Reduced-precision matrix products (TF32, bf16) would break exactness.
-        tf32, precision = torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision()
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.set_float32_matmul_precision("highest")
-        try:
-            return self._logits(indices, stage, pass_, at)
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = tf32
-            torch.set_float32_matmul_precision(precision)
+        with _exact_matmuls():
+            decoded = (self.pass_map(*indices.shape[-2:]) < pass_).to(torch.float32)
+            return self._head(self._hidden(indices.to(self.device), stage, decoded), stage, at)
 
-    def _logits(self, indices: torch.Tensor, stage: int, pass_: int, at: torch.Tensor | None) -> torch.Tensor:
-        h, w = indices.shape[-2:]
-        decoded = (self.pass_map(h, w) < pass_).to(torch.float32)
-        x = self._inputs(indices.to(self.device), stage, decoded)
-        last = self.cfg.layers - 1
-        for i in range(self.cfg.layers):
-            weight = self._first_weight(stage) if i == 0 else self.f[f"conv.{i}.weight"]
-            # The last convolution and the 1x1 output head only where this pass needs them
-            # (a quarter of the positions).
-            acc = exact_conv(x, weight, at if i == last else None)
-            bias = self.d[f"conv.{i}.bias"]
-            bias = bias[stage] if i == 0 else bias
-            x = torch.clamp(rescale(acc, self.d[f"conv.{i}.mult"], bias), 0, ACT_MAX).to(torch.float32)
+    def _layer(self, x: torch.Tensor, i: int, stage: int, at: torch.Tensor | None = None) -> torch.Tensor:
+        weight = self._first_weight(stage) if i == 0 else self.f[f"conv.{i}.weight"]
+        acc = exact_conv(x, weight, at)
+        bias = self.d[f"conv.{i}.bias"]
+        bias = bias[stage] if i == 0 else bias
+        return torch.clamp(rescale(acc, self.d[f"conv.{i}.mult"], bias), 0, ACT_MAX).to(torch.float32)
+
+    def _hidden(self, indices: torch.Tensor, stage: int, decoded: torch.Tensor) -> torch.Tensor:
+        """The activations before the last convolution, at every position."""
+        x = self._inputs(indices, stage, decoded)
+        for i in range(self.cfg.layers - 1):
+            x = self._layer(x, i, stage)
+        return x
+
+    def _head(self, x: torch.Tensor, stage: int, at: torch.Tensor | None) -> torch.Tensor:
+        """The last convolution and the 1x1 output head, only where the pass needs them (a
+        quarter of the positions) when `at` is given."""
+        h, w = x.shape[-2:]
+        x = self._layer(x, self.cfg.layers - 1, stage, at)
         x = x.flatten(2) if at is None else x
         # Positions by codes ([B, N, K]), seen as [B, K, N]: `pmf` wants rows of codes, and
         # elementwise results keep this layout.
@@ -383,7 +386,23 @@ class IntegerPrior:
         `indices` is [1, L, h, w]; positions are in row-major order of the pass's positions.
         """
         at = self.pass_map(*indices.shape[-2:]) == pass_
-        logits = self.logits(indices, stage, pass_, at)[0].t()  # [N, K]
+        return self._probs(self.logits(indices, stage, pass_, at)[0])
+
+    def stage_pmfs(self, indices: torch.Tensor, stage: int) -> list[np.ndarray]:
+        """`pmf` of every pass of `stage` at once, for a grid whose indices are all known (the
+        encoder's case): the four passes go through the network as one batch. The same
+        integers as four `pmf` calls (every sum is exact in any order), in fewer, larger
+        matrix products."""
+        h, w = indices.shape[-2:]
+        passes = self.pass_map(h, w)
+        decoded = torch.stack([passes < p for p in range(NUM_PASSES)]).to(torch.float32)
+        with _exact_matmuls():
+            x = self._hidden(indices.to(self.device).expand(NUM_PASSES, -1, -1, -1), stage, decoded)
+            return [self._probs(self._head(x[p : p + 1], stage, passes == p)[0]) for p in range(NUM_PASSES)]
+
+    def _probs(self, logits: torch.Tensor) -> np.ndarray:
+        """Integer logits [K, N] -> probabilities [N, K]."""
+        logits = logits.t()
         drop = (logits.amax(1, keepdim=True) - logits).clamp_(max=LOGIT_RANGE).long()
         weights = torch.take(self.d["lut"], drop)
         # Integer weights and an integer sum, then one correctly rounded division: identical
@@ -391,3 +410,16 @@ class IntegerPrior:
         probs = weights.div_(weights.sum(1, keepdim=True)).cpu().numpy()
         # C order matters: constriction reads the buffer row by row, whatever the strides say.
         return np.ascontiguousarray(probs)
+
+
+@contextmanager
+def _exact_matmuls() -> Iterator[None]:
+    """Reduced-precision matrix products (TF32, bf16) would break exactness: off while inside."""
+    tf32, precision = torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.set_float32_matmul_precision(precision)
