@@ -7,6 +7,7 @@ AUDIO ?= ../shared/data/audio/test
 results:
 	vqcodec bench image $(KODAK) -o results/kodak
 	vqcodec bench large $(KODAK)/kodim01.png -o results/kodak/large.json -q 6
+	python scripts/model_card.py models/img1.safetensors results/kodak
 
 test:
 	python -m pytest -q
