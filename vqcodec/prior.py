@@ -53,6 +53,10 @@ LUT_BITS = 16
 SHIFT = 24  # fixed-point bits of the integer rescaling multipliers
 EXACT_LIMIT = 2**24  # float32 represents every integer below this exactly
 MULT_BITS = 28  # rescaling multipliers stay below 2**28, so products stay below 2**52
+# Grids of up to this many positions have their passes batched when encoding (`stage_pmfs`).
+# Measured per stage on this 2-core CPU: 766 positions (a 10-second audio segment) 13 % and
+# 768 (an 8x96 image grid) 33 % faster batched, 6,144 (a Kodak photo's 64x96) 9 % slower.
+BATCHED_PASSES_MAX = 4096
 
 
 @dataclass(frozen=True)
@@ -389,11 +393,14 @@ class IntegerPrior:
         return self._probs(self.logits(indices, stage, pass_, at)[0])
 
     def stage_pmfs(self, indices: torch.Tensor, stage: int) -> list[np.ndarray]:
-        """`pmf` of every pass of `stage` at once, for a grid whose indices are all known (the
-        encoder's case): the four passes go through the network as one batch. The same
-        integers as four `pmf` calls (every sum is exact in any order), in fewer, larger
-        matrix products."""
+        """`pmf` of every pass of `stage`, for a grid whose indices are all known (the
+        encoder's case). Small grids (an audio segment's) go through the network as one batch
+        of four passes: the same integers as four `pmf` calls (every sum is exact in any
+        order), in fewer, larger matrix products. Larger ones (a photo's) are faster pass by
+        pass, their matrices already large; batched, they also outgrow the CPU's caches."""
         h, w = indices.shape[-2:]
+        if h * w > BATCHED_PASSES_MAX:
+            return [self.pmf(indices, stage, pass_) for pass_ in range(NUM_PASSES)]
         passes = self.pass_map(h, w)
         decoded = torch.stack([passes < p for p in range(NUM_PASSES)]).to(torch.float32)
         with _exact_matmuls():
