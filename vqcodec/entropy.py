@@ -9,6 +9,7 @@ feeds the prior exactly the indices the encoder's prior saw.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import groupby
 
 import constriction
 import numpy as np
@@ -44,11 +45,10 @@ def _known_grid_pmfs(indices: torch.Tensor, prior: IntegerPrior) -> Iterator[tup
     q, h, w = indices.shape
     grid = _empty_grid(prior, h, w)
     grid[0, :q] = indices
-    computed, pmfs = -1, []
-    for stage, pass_, at in _schedule(prior, q, h, w):
-        if stage != computed:
-            computed, pmfs = stage, prior.stage_pmfs(grid, stage)
-        yield stage, at, pmfs[pass_]
+    for stage, steps in groupby(_schedule(prior, q, h, w), key=lambda step: step[0]):
+        pmfs = prior.stage_pmfs(grid, stage)
+        for _, pass_, at in steps:
+            yield stage, at, pmfs[pass_]
 
 
 def encode_grid(indices: torch.Tensor, prior: IntegerPrior) -> bytes:
