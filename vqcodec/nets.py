@@ -1,8 +1,13 @@
 """Encoder and decoder networks of the image VQ-VAE (downsampling factor 8).
 
-Plain convolutional stacks with residual blocks and no normalisation layers, so that the
-networks are fully convolutional: a tile of an image gives the same latents as the same
-region of the whole image, away from the tile's border (see ``codec.tiled``).
+Two families, chosen by `ImageNetConfig.arch`:
+- "res" (img1): 3x3 convolutions with residual blocks and leaky ReLUs;
+- "gdn": the transforms of the learned image codecs (Balle et al., CompressAI): 5x5 stride-2
+  convolutions with generalized divisive normalisation (GDN) between them, and residual
+  blocks at the widest level.
+Neither has batch statistics, so the networks are fully convolutional: a tile of an image
+gives the same latents as the same region of the whole image, away from the tile's border
+(see ``codec.tiled``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from torch import nn
 class ImageNetConfig:
     """Widths of the three resolution levels (1/2, 1/4, 1/8) and the latent size."""
 
+    arch: str = "res"
     widths: tuple[int, int, int] = (64, 128, 192)
     latent_dim: int = 32
     blocks: tuple[int, int, int] = (1, 1, 2)
@@ -42,11 +48,65 @@ class ResBlock(nn.Module):
         return x + self.body(x)
 
 
+class GDN(nn.Module):
+    """Simplified generalized divisive normalisation, y_i = x_i / (beta_i + sum_j gamma_ij |x_j|)
+    (Johnston et al. 2019), or its inverse (multiplication) in the decoder. beta and gamma are
+    kept positive by storing their square roots."""
+
+    def __init__(self, width: int, inverse: bool = False):
+        super().__init__()
+        self.inverse = inverse
+        self.beta_root = nn.Parameter(torch.ones(width))
+        self.gamma_root = nn.Parameter(torch.eye(width).mul(0.1).sqrt())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gamma = self.gamma_root.square()[:, :, None, None]
+        norm = torch.nn.functional.conv2d(x.abs(), gamma, self.beta_root.square() + 1e-6)
+        return x * norm if self.inverse else x / norm
+
+
+def _down(cin: int, cout: int) -> nn.Module:
+    return nn.Conv2d(cin, cout, 5, stride=2, padding=2)
+
+
+def _up(cin: int, cout: int) -> nn.Module:
+    return nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1)
+
+
+def _gdn_encoder(cfg: ImageNetConfig) -> nn.Sequential:
+    w1, w2, w3 = cfg.widths
+    return nn.Sequential(
+        _down(3, w1),
+        GDN(w1),
+        _down(w1, w2),
+        GDN(w2),
+        _down(w2, w3),
+        *[ResBlock(w3) for _ in range(cfg.blocks[2])],
+        nn.Conv2d(w3, cfg.latent_dim, 3, padding=1),
+    )
+
+
+def _gdn_decoder(cfg: ImageNetConfig) -> nn.Sequential:
+    w1, w2, w3 = cfg.widths
+    return nn.Sequential(
+        nn.Conv2d(cfg.latent_dim, w3, 3, padding=1),
+        *[ResBlock(w3) for _ in range(cfg.blocks[2])],
+        _up(w3, w2),
+        GDN(w2, inverse=True),
+        _up(w2, w1),
+        GDN(w1, inverse=True),
+        _up(w1, 3),
+    )
+
+
 class Encoder(nn.Module):
     """RGB in [-0.5, 0.5], shape [B, 3, H, W] with H, W multiples of 8 -> [B, D, H/8, W/8]."""
 
     def __init__(self, cfg: ImageNetConfig):
         super().__init__()
+        if cfg.arch == "gdn":
+            self.net = _gdn_encoder(cfg)
+            return
         w1, w2, w3 = cfg.widths
         b1, b2, b3 = cfg.blocks
         self.net = nn.Sequential(
@@ -72,6 +132,9 @@ class Decoder(nn.Module):
 
     def __init__(self, cfg: ImageNetConfig):
         super().__init__()
+        if cfg.arch == "gdn":
+            self.net = _gdn_decoder(cfg)
+            return
         w1, w2, w3 = cfg.widths
         b1, b2, b3 = cfg.blocks
         self.net = nn.Sequential(

@@ -78,6 +78,59 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
+EVAL_PHOTOS = 8  # whole held-out photos in each evaluation
+EVAL_STAGES = (1, 2, 4, 8, 12)
+
+
+def held_out_photos(held_out: list[Path], count: int = EVAL_PHOTOS) -> list[torch.Tensor]:
+    """`count` whole photos spread over the held-out list, as [1, 3, H, W] in [0, 1], cropped
+    to multiples of 8 (at most 7 pixels lost per side)."""
+    picks = held_out[:: max(1, len(held_out) // count)][:count]
+    photos = []
+    for p in picks:
+        with Image.open(p) as im:
+            pixels = np.asarray(im.convert("RGB"))
+        h, w = pixels.shape[0] // 8 * 8, pixels.shape[1] // 8 * 8
+        photos.append(torch.from_numpy(pixels[:h, :w].copy()).permute(2, 0, 1)[None].float() / 255)
+    return photos
+
+
+@torch.no_grad()
+def evaluate_photos(model: ImageVQVAE, photos: list[torch.Tensor], stage_counts=EVAL_STAGES) -> dict:
+    """Mean PSNR and MS-SSIM over whole photos: unquantized (the autoencoder's ceiling) and
+    from the first n stages of the greedy code, with the rate those stages cost before the
+    prior (bits per pixel at log2 K per index) and the share of each codebook used."""
+    from pytorch_msssim import ms_ssim
+
+    model.eval()
+    counts = [n for n in stage_counts if n <= model.num_stages]
+    sums: dict[str, float] = {}
+    used = [set() for _ in range(model.num_stages)]
+
+    def add(key: str, recon: torch.Tensor, photo: torch.Tensor) -> None:
+        recon = recon.clamp(0, 1)
+        sums[f"psnr_{key}"] = sums.get(f"psnr_{key}", 0.0) + psnr(recon, photo)
+        ssim = ms_ssim(recon, photo, data_range=1.0, win_size=MSSSIM_WINDOW).item()
+        sums[f"msssim_{key}"] = sums.get(f"msssim_{key}", 0.0) + ssim
+
+    for photo in photos:
+        device = next(model.parameters()).device
+        photo = photo.to(device)
+        latents = model.encoder(photo - 0.5)
+        add("unquantized", model.decoder(latents) + 0.5, photo)
+        indices = model.quantizer.encode(latents, model.num_stages)
+        for s in range(model.num_stages):
+            used[s].update(indices[:, s].unique().tolist())
+        for n in counts:
+            add(f"q{n}", model.decoder(model.quantizer.decode(indices[:, :n])) + 0.5, photo)
+    record = {k: round(v / len(photos), 4) for k, v in sums.items()}
+    bits = np.cumsum([math.log2(k) for k in model.cfg.codebook_sizes]) / model.cfg.factor**2
+    record["bpp_before_prior"] = {f"q{n}": round(float(bits[n - 1]), 4) for n in counts}
+    record["code_usage"] = [round(len(u) / k, 3) for u, k in zip(used, model.cfg.codebook_sizes, strict=True)]
+    model.train()
+    return record
+
+
 def train_vqvae(
     data: list[Path],
     cache: Path,
@@ -110,10 +163,12 @@ def train_vqvae(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     step = resume_vqvae(model, optimizer, state_path, init_weights)
     net = rt.wrap(model)
-    # Every 20th photo is held out: the log's val_psnr (all stages) is measured on it.
+    # Every 20th photo is held out: the log's val_psnr (all stages) is measured on crops of it,
+    # the evaluation log (vqvae_eval.jsonl) on whole photos of it.
     held_out = data[::20] if len(data) >= 20 else data[:1]
     sampler = CropSampler([p for p in data if p not in set(held_out)] or data, crop)
     val_images = CropSampler(held_out, crop).sample(8, 0).to(rt.device)
+    photos = held_out_photos(held_out)
     levels = model.num_stages
 
     stream = batch_stream(sampler, batch, step, rt, workers)
@@ -157,6 +212,7 @@ def train_vqvae(
         validate=lambda: {
             "val_psnr": psnr(model(val_images, torch.full((8,), levels, device=rt.device))[0], val_images)
         },
+        evaluate=lambda: evaluate_photos(model, photos),
     )
     return state_path
 

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .weights import config_from_dict, load_tensors, load_training_state, save_training_state
+from .weights import config_from_dict, load_tensors, load_training_state, read_meta, save_training_state
 
 
 class StopFlag:
@@ -135,6 +135,7 @@ def train_loop(
     max_steps: int | None = None,
     runtime: Runtime | None = None,
     validate: Callable[[], dict] | None = None,
+    evaluate: Callable[[], dict] | None = None,
 ) -> int:
     """Run optimisation steps for `minutes` (or up to `max_steps`); `next_loss(step)` gives
     (loss, a function returning the values to log). Returns the step count reached, the state
@@ -145,11 +146,27 @@ def train_loop(
     uninterrupted run would have made. With `anneal`, the learning rate instead falls from `lr`
     to a tenth along a cosine over this run's minutes (or steps up to `max_steps`): a final
     phase, which depends on the clock, and restarts at `lr` if interrupted. `validate()` gives
-    held-out metrics for each log line; a progress bar shows them on a terminal."""
+    held-out metrics for each log line; a progress bar shows them on a terminal. `evaluate()`
+    gives the slower held-out metrics written to the evaluation log (beside `log_path`,
+    `*_eval.jsonl`) at every save, with the training minutes of all runs so far
+    (`meta["train_seconds"]` is carried over from the state being resumed)."""
     runtime = runtime or Runtime(torch.device("cpu"))
     stop = StopFlag()
     model.train()
     t_start, step_start = time.time(), step
+    seconds_before = meta.get("train_seconds") or (read_meta(state_path) if state_path.exists() else {}).get(
+        "train_seconds", 0.0
+    )
+    eval_path = log_path.with_name(log_path.name.replace("_log", "_eval"))
+
+    def save() -> None:
+        trained = seconds_before + time.time() - t_start
+        save_training_state(state_path, model, optimizer, {**meta, "step": step, "train_seconds": trained})
+        if evaluate:
+            record = {"step": step, "time": time.time(), "train_minutes": round(trained / 60, 2), **evaluate()}
+            with open(eval_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
     t_end = t_start + minutes * 60
     t_save = time.time() + save_every_s
     t_log, steps_since_log = time.time(), 0
@@ -201,11 +218,11 @@ def train_loop(
                 print(json.dumps(record), flush=True)
         if time.time() > t_save:
             if runtime.main:
-                save_training_state(state_path, model, optimizer, {**meta, "step": step})
+                save()
             t_save = time.time() + save_every_s
     bar.close()
     if runtime.main:
-        save_training_state(state_path, model, optimizer, {**meta, "step": step})
+        save()
         print(f"saved {state_path} at step {step}")
     return step
 

@@ -28,6 +28,12 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, meta
 
 
+def read_meta(path: Path) -> dict:
+    """The JSON metadata of a safetensors file, without reading its tensors."""
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads((f.metadata() or {}).get("vqcodec", "{}"))
+
+
 def config_from_dict(cls, values: dict):
     """A frozen config dataclass from its JSON form (lists back to tuples)."""
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
