@@ -147,3 +147,21 @@ def test_debian_audio_is_fetched_once_per_package_and_grouped(tmp_path, monkeypa
     assert calls == [["apt-get", "download"], ["dpkg-deb", "-x"]]
     assert sorted(p.parent.name for p in groups["speech"]) == ["klettres", "ktuberling", "shared"]
     assert [p.parent.name for p in groups["music"]] == ["warzone2100-music"]
+
+
+def test_held_out_clips_are_evaluated_at_every_save(tmp_path):
+    """Whole held-out clips: mel distance per group, PESQ and STOI for speech (the sample
+    recording), unquantized and at each stage count; here with snake activations."""
+    import dataclasses
+    import json
+
+    speech = Path(__file__).resolve().parent.parent / "examples" / "speech.flac"
+    music = [_tone(tmp_path / "tone.wav", 24000, 1.5)]
+    cache = tmp_path / "cache"
+    cfg = dataclasses.replace(TINY_AUDIO, activation="snake")
+    train_audio_vqvae({"speech": [speech], "music": music}, cache, minutes=0.02, batch=2, seconds=0.1, cfg=cfg)
+    record = json.loads((cache / "vqvae_eval.jsonl").read_text().splitlines()[-1])
+    assert record["kbps_before_prior"] == {"q2": 18.0}  # 2 stages of 3,000 frames/s x 3 bits
+    assert {"speech_mel_unquantized", "speech_mel_q2", "music_mel_unquantized", "music_mel_q2"} <= set(record)
+    assert 1.0 <= record["speech_pesq_q2"] <= 4.6 and 0 <= record["speech_stoi_q2"] <= 1
+    assert "music_pesq_q2" not in record and record["train_minutes"] > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import asdict
 
 import numpy as np
@@ -16,6 +17,7 @@ from vqcodec.prior import PriorConfig
 from vqcodec.registry import save_model
 from vqcodec.train_image import index_set, load_vqvae, train_vqvae
 from vqcodec.train_prior import cached_grids, prior_bits, start_from_shipped, train_prior
+from vqcodec.training import save_checkpoint
 
 from .conftest import TINY_NET, TINY_PRIOR
 
@@ -38,6 +40,13 @@ def test_train_resume_export(tmp_path, monkeypatch):
     steps = [int(line.split('"step": ')[1].split(",")[0]) for line in log]
     assert steps == sorted(steps) and steps[-1] > first_steps  # resumed, not restarted
 
+    # Each run's last save evaluated whole held-out photos, with the minutes of all runs so far.
+    evaluations = [json.loads(line) for line in (cache / "vqvae_eval.jsonl").read_text().splitlines()]
+    assert len(evaluations) == 2 and 0 < evaluations[0]["train_minutes"] < evaluations[1]["train_minutes"]
+    last = evaluations[-1]
+    assert last["step"] == steps[-1] and set(last["bpp_before_prior"]) == {"q1", "q2"} and len(last["code_usage"]) == 3
+    assert 0 < last["psnr_q1"] <= last["psnr_q2"] + 1 and 0 < last["msssim_unquantized"] <= 1
+
     vqvae, n = load_vqvae(cache)
     assert n == steps[-1]
     cfg = PriorConfig(codebook_sizes=TINY_NET.codebook_sizes, embed_dim=4, hidden=16, layers=2)
@@ -53,6 +62,15 @@ def test_train_resume_export(tmp_path, monkeypatch):
     coded = vqcodec.compress(paths[0], quality=3, model=str(out))
     monkeypatch.setenv("VQCODEC_MODELS", str(out.parent))
     assert vqcodec.decompress(coded).size == (270, 260)
+
+    # A compact checkpoint carries the step, the training time and the evaluations on.
+    checkpoint = tmp_path / "checkpoints" / "run.safetensors"
+    assert save_checkpoint(cache, checkpoint)[0] == n
+    train_vqvae(paths, tmp_path / "cache3", minutes=0.02, batch=2, cfg=TINY_NET, init_weights=checkpoint)
+    save_checkpoint(tmp_path / "cache3", checkpoint)
+    merged = [json.loads(line) for line in checkpoint.with_suffix(".eval.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in merged][:2] == [e["step"] for e in evaluations] and merged[-1]["step"] > n
+    assert merged[-1]["train_minutes"] > evaluations[-1]["train_minutes"]
 
     # With the cache gone, training resumes from the compact shipped weights alone.
     shipped = vqvae.quantizer.codebook(0).clone()
@@ -142,3 +160,15 @@ def test_a_prior_that_could_not_be_exported_exactly_is_refused_before_training(t
     with pytest.raises(UsageError, match="2\\*\\*24"):
         train_prior(grids, grids, cfg, tmp_path, minutes=1.0)
     assert not (tmp_path / "prior_log.jsonl").exists()
+
+
+def test_a_loss_spike_is_skipped_but_not_forever():
+    from vqcodec.training import Runtime, SpikeGuard
+
+    guard = SpikeGuard(Runtime(torch.device("cpu")))
+    calm = [guard.skip(torch.tensor(1.0 + 0.01 * i)) for i in range(30)]
+    assert not any(calm)
+    assert guard.skip(torch.tensor(50.0)) and guard.skip(torch.tensor(float("nan")))
+    assert not guard.skip(torch.tensor(1.2))
+    persistent = [guard.skip(torch.tensor(100.0)) for _ in range(SpikeGuard.MAX_IN_ROW + 1)]
+    assert persistent == [True] * SpikeGuard.MAX_IN_ROW + [False] and guard.skipped == 2 + SpikeGuard.MAX_IN_ROW

@@ -25,6 +25,7 @@ class AudioNetConfig:
     strides: tuple[int, ...] = (2, 4, 5, 8)
     latent_dim: int = 64
     codebook_sizes: tuple[int, ...] = (1024,) * 16
+    activation: str = "elu"  # or "snake" (DAC's periodic activation, a learned frequency per channel)
 
     @property
     def hop(self) -> int:
@@ -79,13 +80,30 @@ def run_planar(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+class Snake(nn.Module):
+    """x + sin^2(a x) / a with a learned a per channel (Ziyin et al. 2020, used by DAC): a
+    periodic inductive bias for waveforms. Works on [B, C, N] and on planar [B, C, 1, N]."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        alpha = self.alpha.view(1, -1, *([1] * (x.dim() - 2)))
+        return x + torch.sin(alpha * x).square() / (alpha + 1e-9)
+
+
+def _act(cfg: AudioNetConfig, width: int) -> nn.Module:
+    return Snake(width) if cfg.activation == "snake" else nn.ELU()
+
+
 class ResUnit1d(nn.Module):
-    def __init__(self, width: int, dilation: int):
+    def __init__(self, width: int, dilation: int, cfg: AudioNetConfig):
         super().__init__()
         self.body = nn.Sequential(
-            nn.ELU(),
+            _act(cfg, width),
             nn.Conv1d(width, width, 7, dilation=dilation, padding=3 * dilation),
-            nn.ELU(),
+            _act(cfg, width),
             nn.Conv1d(width, width, 1),
         )
 
@@ -101,10 +119,10 @@ class AudioEncoder(nn.Module):
         width = cfg.base_width
         layers: list[nn.Module] = [nn.Conv1d(1, width, 7, padding=3)]
         for stride in cfg.strides:
-            layers += [ResUnit1d(width, 1), ResUnit1d(width, 3), nn.ELU()]
+            layers += [ResUnit1d(width, 1, cfg), ResUnit1d(width, 3, cfg), _act(cfg, width)]
             layers.append(nn.Conv1d(width, width * 2, 2 * stride, stride=stride, padding=math.ceil(stride / 2)))
             width *= 2
-        layers += [nn.ELU(), nn.Conv1d(width, cfg.latent_dim, 3, padding=1)]
+        layers += [_act(cfg, width), nn.Conv1d(width, cfg.latent_dim, 3, padding=1)]
         self.net = nn.Sequential(*layers)
         self.hop = cfg.hop
         self.planar = False
@@ -124,7 +142,7 @@ class AudioDecoder(nn.Module):
         width = cfg.base_width * 2 ** len(cfg.strides)
         layers: list[nn.Module] = [nn.Conv1d(cfg.latent_dim, width, 7, padding=3)]
         for stride in reversed(cfg.strides):
-            layers.append(nn.ELU())
+            layers.append(_act(cfg, width))
             layers.append(
                 nn.ConvTranspose1d(
                     width,
@@ -136,8 +154,8 @@ class AudioDecoder(nn.Module):
                 )
             )
             width //= 2
-            layers += [ResUnit1d(width, 1), ResUnit1d(width, 3)]
-        layers += [nn.ELU(), nn.Conv1d(width, 1, 7, padding=3)]
+            layers += [ResUnit1d(width, 1, cfg), ResUnit1d(width, 3, cfg)]
+        layers += [_act(cfg, width), nn.Conv1d(width, 1, 7, padding=3)]
         self.net = nn.Sequential(*layers)
         self.hop = cfg.hop
         self.planar = False

@@ -4,7 +4,8 @@
               workers (data loading processes; default none on a CPU, up to 8 beside a GPU),
               audio: music (Debian's music), speech_share (the share of speech segments),
               offered_stages (stage counts trained most, e.g. the CLI's rates [2, 4, 8, 16]),
-              band_limit_share (the share of segments band-limited to 8 or 16 kHz)
+              band_limit_share (the share of segments band-limited to 8 or 16 kHz),
+              mixed_precision (bfloat16 where the GPU or CPU computes it natively; default true)
     [net]     fields of ImageNetConfig / AudioNetConfig
     [prior]   fields of PriorConfig (embed_dim, hidden, layers, kernel)
 
@@ -38,7 +39,7 @@ TRAIN_DEFAULTS = {
     },
 }
 for _defaults in TRAIN_DEFAULTS.values():
-    _defaults.update(log_every=50, save_minutes=5.0)
+    _defaults.update(log_every=50, save_minutes=5.0, mixed_precision=True)
 NET_CONFIGS = {"image": ImageNetConfig, "audio": AudioNetConfig}
 PRIOR_KEYS = {"embed_dim", "hidden", "layers", "kernel"}
 

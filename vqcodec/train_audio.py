@@ -148,6 +148,66 @@ def stft_loss(recon: torch.Tensor, target: torch.Tensor, sizes=(256, 512, 1024, 
     return loss / len(sizes)
 
 
+EVAL_CLIPS = 4  # held-out clips of each group in each evaluation, their first EVAL_SECONDS
+EVAL_SECONDS = 8.0
+EVAL_STAGES = (2, 4, 8, 16)  # the command line's 1.5, 3, 6 and 12 kbps
+
+
+def held_out_clips(held_out: dict[str, list[Path]], cfg: AudioNetConfig) -> dict[str, list[np.ndarray]]:
+    """Up to EVAL_CLIPS clips of each group, spread over its held-out files: the first
+    EVAL_SECONDS of each, mono at the model's rate, a whole number of frames long."""
+    clips: dict[str, list[np.ndarray]] = {}
+    for group, paths in held_out.items():
+        for path in paths[:: max(1, len(paths) // EVAL_CLIPS)]:
+            try:
+                samples, _ = load_audio(path, cfg.sample_rate)
+            except Exception:  # noqa: BLE001 - a damaged file is left out, as in training
+                continue
+            mono = samples.mean(0)[: int(EVAL_SECONDS * cfg.sample_rate)]
+            mono = mono[: len(mono) // cfg.hop * cfg.hop]
+            if len(mono) >= cfg.sample_rate // 2 and np.abs(mono).max() > 1e-3:
+                clips.setdefault(group, []).append(np.ascontiguousarray(mono, dtype=np.float32))
+            if len(clips.get(group, [])) == EVAL_CLIPS:
+                break
+    return clips
+
+
+@torch.no_grad()
+def evaluate_clips(model: AudioVQVAE, clips: dict[str, list[np.ndarray]], stage_counts=EVAL_STAGES) -> dict:
+    """Mean log-mel distance per group, and PESQ-WB and STOI for speech (where pesq and pystoi
+    are installed), unquantized (the autoencoder's ceiling) and from the first n stages of the
+    greedy code, with the bitrate those stages cost before the prior."""
+    import importlib.util
+
+    from .bench_audio import audio_metrics
+    from .catalog import kbps_per_stage
+
+    model.eval()
+    rate, device = model.cfg.sample_rate, next(model.parameters()).device
+    counts = [n for n in stage_counts if n <= model.num_stages]
+    with_speech_metrics = all(importlib.util.find_spec(name) for name in ("pesq", "pystoi"))
+    sums: dict[str, list[float]] = {}
+    for group, waves in clips.items():
+        for wave in waves:
+            latents = model.encoder(torch.from_numpy(wave)[None, None].to(device))
+            indices = model.quantizer.encode(latents, max(counts))
+            decoded = {"unquantized": model.decoder(latents)}
+            decoded.update({f"q{n}": model.decoder(model.quantizer.decode(indices[:, :n])) for n in counts})
+            for key, recon in decoded.items():
+                recon = recon[0].float().cpu().numpy()
+                try:
+                    metrics = audio_metrics(wave[None], recon, rate, group == "speech" and with_speech_metrics)
+                except Exception:  # noqa: BLE001 - PESQ refuses some inputs (no speech found)
+                    metrics = audio_metrics(wave[None], recon, rate, False)
+                for name, value in metrics.items():
+                    sums.setdefault(f"{group}_{name}_{key}", []).append(value)
+    record: dict = {k: round(float(np.mean(v)), 4) for k, v in sums.items()}
+    stage_kbps = kbps_per_stage(asdict(model.cfg))
+    record["kbps_before_prior"] = {f"q{n}": round(n * stage_kbps, 3) for n in counts}
+    model.train()
+    return record
+
+
 def train_audio_vqvae(
     paths: dict[str, list[Path]] | list[Path],
     cache: Path,
@@ -168,18 +228,19 @@ def train_audio_vqvae(
     offered_stages: tuple[int, ...] = (),
     band_limit_share: float = 0.0,
     anneal: bool = False,
+    mixed_precision: bool = True,
 ) -> Path:
     """Train (or resume) the audio VQ-VAE for `minutes` (or up to `max_steps`); returns the state file.
 
     Under `torchrun`, each rank runs this with its own batches (see `training.Runtime`)."""
-    rt = setup_runtime(device)
+    rt = setup_runtime(device, mixed_precision)
     cache.mkdir(parents=True, exist_ok=True)
     state_path, log_path = cache / "vqvae_state.safetensors", cache / "vqvae_log.jsonl"
     cfg = cfg or AudioNetConfig()
     torch.manual_seed(0)  # the same initial weights in every fresh run
     model = AudioVQVAE(cfg).to(rt.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    step = resume_vqvae(model, optimizer, state_path, init_weights)
+    step, trained_seconds = resume_vqvae(model, optimizer, state_path, init_weights)
     # Every 20th file of each group is held out: the log's val_mel (all stages) is measured on it.
     groups = paths if isinstance(paths, dict) else {"all": list(paths)}
     held_out = {k: v[::20] if len(v) >= 20 else v[:1] for k, v in groups.items()}
@@ -187,6 +248,7 @@ def train_audio_vqvae(
     shares = {"speech": speech_share, "music": 1 - speech_share}
     sampler = SegmentSampler(train, cfg.sample_rate, seconds, shares=shares, band_limit_share=band_limit_share)
     val_wave = SegmentSampler(held_out, cfg.sample_rate, seconds).sample(8, 0).to(rt.device)
+    clips = held_out_clips(held_out, cfg)
     levels = model.num_stages
 
     def validate() -> dict:
@@ -225,7 +287,7 @@ def train_audio_vqvae(
         next_loss,
         state_path,
         log_path,
-        {"config": asdict(cfg)},
+        {"config": asdict(cfg), "train_seconds": trained_seconds},
         minutes,
         lr,
         log_every=log_every,
@@ -233,6 +295,7 @@ def train_audio_vqvae(
         max_steps=max_steps,
         runtime=rt,
         validate=validate,
+        evaluate=lambda: evaluate_clips(model, clips),
         anneal=anneal,
     )
     return state_path
@@ -295,6 +358,7 @@ def train_audio_model(
     offered_stages: tuple[int, ...] = (),
     band_limit_share: float = 0.0,
     anneal: bool = False,
+    mixed_precision: bool = True,
 ) -> dict:
     """Rebuild a shipped audio model: resume the VQ-VAE, train the prior, export both (with
     `prior_minutes` <= 0 only the VQ-VAE trains). Writes `out` and its .json training report.
@@ -319,6 +383,7 @@ def train_audio_model(
             offered_stages=offered_stages,
             band_limit_share=band_limit_share,
             anneal=anneal,
+            mixed_precision=mixed_precision,
         )
     rt.finish()  # the prior trains in one process: the other ranks are done
     if not rt.main:

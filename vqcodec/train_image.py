@@ -149,6 +149,7 @@ def train_vqvae(
     device: str = "auto",
     workers: int | None = None,
     anneal: bool = False,
+    mixed_precision: bool = True,
 ) -> Path:
     """Train (or resume) the VQ-VAE for `minutes` wall-clock minutes (or up to `max_steps`);
     returns the state file. Under `torchrun`, each rank runs this with its own batches."""
@@ -158,10 +159,10 @@ def train_vqvae(
     state_path, log_path = cache / "vqvae_state.safetensors", cache / "vqvae_log.jsonl"
     cfg = cfg or ImageNetConfig()
     torch.manual_seed(0)  # the same initial weights in every fresh run
-    rt = setup_runtime(device)
+    rt = setup_runtime(device, mixed_precision)
     model = ImageVQVAE(cfg).to(rt.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    step = resume_vqvae(model, optimizer, state_path, init_weights)
+    step, trained_seconds = resume_vqvae(model, optimizer, state_path, init_weights)
     net = rt.wrap(model)
     # Every 20th photo is held out: the log's val_psnr (all stages) is measured on crops of it,
     # the evaluation log (vqvae_eval.jsonl) on whole photos of it.
@@ -193,7 +194,7 @@ def train_vqvae(
 
         return loss, log_values
 
-    meta = {"config": asdict(cfg)}
+    meta = {"config": asdict(cfg), "train_seconds": trained_seconds}
     train_loop(
         model,
         optimizer,
@@ -254,6 +255,7 @@ def train_image_model(
     save_minutes: float = 5.0,
     resume: bool = True,
     anneal: bool = False,
+    mixed_precision: bool = True,
 ) -> dict:
     """Rebuild a shipped image model: resume the VQ-VAE, train the prior, export both
     (with `prior_minutes` <= 0, only the VQ-VAE trains and nothing is exported). `net` and
@@ -282,6 +284,7 @@ def train_image_model(
             workers=workers,
             save_every_s=60 * save_minutes,
             anneal=anneal,
+            mixed_precision=mixed_precision,
         )
     rt = setup_runtime(device)
     rt.finish()  # the prior trains in one process: the other ranks are done

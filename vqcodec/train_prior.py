@@ -19,7 +19,7 @@ from .prior import NUM_PASSES, IntegerPrior, PriorConfig, PriorNet, pass_map, pr
 from .quantizer import SEARCH_BEAM, SEARCHED_STAGES
 from .registry import save_model, tensors_hash
 from .training import StopFlag, plot_curves
-from .weights import config_from_dict, load_tensors, load_training_state, save_tensors, save_training_state
+from .weights import config_from_dict, load_tensors, load_training_state, read_meta, save_tensors, save_training_state
 
 
 def _resolved(value: object) -> str:
@@ -195,7 +195,11 @@ def export_model(
     PNG; returns the report."""
     log_path = cache / "vqvae_log.jsonl"
     log = [json.loads(line) for line in open(log_path)] if log_path.exists() else []
+    state = cache / "vqvae_state.safetensors"
+    seconds = read_meta(state).get("train_seconds") if state.exists() else None
     meta = {"prior": asdict(prior.cfg), "vqvae_steps": vqvae_steps, "prior_steps": report["steps"], **data_meta}
+    if seconds is not None:  # the VQ-VAE's training time, all runs so far
+        meta["vqvae_train_seconds"] = round(seconds)
     save_model(out, name, vqvae, prior.to_integer(), meta)
     card = {
         **meta,
