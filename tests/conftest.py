@@ -17,11 +17,15 @@ from vqcodec.registry import save_model
 
 TINY_NET = ImageNetConfig(widths=(8, 8, 16), latent_dim=4, blocks=(1, 1, 1), codebook_sizes=(16, 32, 32))
 TINY_PRIOR = PriorConfig(codebook_sizes=TINY_NET.codebook_sizes, embed_dim=4, hidden=16, layers=2)
+# The other network family (5x5 convolutions with GDN), with the same codebooks and prior.
+TINY_GDN_NET = ImageNetConfig(
+    arch="gdn", widths=(8, 8, 16), latent_dim=4, blocks=(0, 0, 1), codebook_sizes=TINY_NET.codebook_sizes
+)
 
 
-def build_tiny_model(path: Path, name: str = "tiny", seed: int = 0) -> Path:
+def build_tiny_model(path: Path, name: str = "tiny", seed: int = 0, net: ImageNetConfig = TINY_NET) -> Path:
     torch.manual_seed(seed)
-    vqvae = ImageVQVAE(TINY_NET)
+    vqvae = ImageVQVAE(net)
     prior = PriorNet(TINY_PRIOR)
     grids = torch.stack([torch.randint(0, k, (2, 8, 8)) for k in TINY_NET.codebook_sizes], 1)
     prior.calibrate(grids)
@@ -50,6 +54,7 @@ def build_tiny_audio_model(path: Path, name: str = "tinyaudio", seed: int = 0) -
 def models_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("models")
     build_tiny_model(folder / "tiny.safetensors")
+    build_tiny_model(folder / "tinygdn.safetensors", name="tinygdn", net=TINY_GDN_NET)
     build_tiny_audio_model(folder / "tinyaudio.safetensors")
     return folder
 

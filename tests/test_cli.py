@@ -72,7 +72,7 @@ def test_standard_input_and_output(tmp_path, photo):
     assert coded.stdout_bytes[:3] == b"VQC"
     decoded = runner.invoke(main, ["decompress", "-"], input=coded.stdout_bytes)
     assert decoded.exit_code == 0 and decoded.stdout_bytes[:8] == b"\x89PNG\r\n\x1a\n"
-    assert runner.invoke(main, ["compress", "-", "-m", "tiny"], input=b"not an image").exit_code == 3
+    assert runner.invoke(main, ["compress", "-", "-m", "tiny", "-q", "1"], input=b"not an image").exit_code == 3
 
 
 def test_interrupted_write_leaves_no_file(tmp_path, photo, monkeypatch):
@@ -82,7 +82,7 @@ def test_interrupted_write_leaves_no_file(tmp_path, photo, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("vqcodec.codec.compress", interrupted)
-    result = CliRunner().invoke(main, ["compress", str(src), "-m", "tiny"])
+    result = CliRunner().invoke(main, ["compress", str(src), "-m", "tiny", "-q", "1"])
     assert result.exit_code == 130
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
 
@@ -90,7 +90,7 @@ def test_interrupted_write_leaves_no_file(tmp_path, photo, monkeypatch):
 def test_cuda_without_a_gpu_is_a_usage_error(tmp_path, photo, monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     src = _write_photo(tmp_path / "photo.png", photo)
-    result = CliRunner().invoke(main, ["compress", str(src), "-m", "tiny", "--device", "cuda"])
+    result = CliRunner().invoke(main, ["compress", str(src), "-m", "tiny", "-q", "1", "--device", "cuda"])
     assert result.exit_code == 2 and "no CUDA GPU" in result.output
 
 
@@ -194,3 +194,18 @@ def test_the_console_script_keeps_exit_statuses_and_output(tmp_path, photo):
     assert again.returncode == 2 and "--force" in again.stderr
     missing = vqcodec("decompress", str(tmp_path / "nothing.vqc"))
     assert missing.returncode == 2 and "error" in missing.stderr
+
+
+def test_a_profiled_image_is_coded_as_srgb_and_info_says_so(tmp_path, photo):
+    from pathlib import Path
+
+    profile = (Path(__file__).parent / "data" / "compatibleWithAdobeRGB1998.icc").read_bytes()
+    Image.fromarray(photo).save(tmp_path / "adobe.png", icc_profile=profile)
+    _write_photo(tmp_path / "plain.png", photo)
+    runner = CliRunner()
+    result = runner.invoke(main, ["compress", str(tmp_path / "adobe.png"), "-m", "tiny", "-q", "1"])
+    assert result.exit_code == 0 and "warning: colours converted to sRGB" in result.output
+    assert runner.invoke(main, ["compress", str(tmp_path / "plain.png"), "-m", "tiny", "-q", "1"]).exit_code == 0
+    for name, converted in (("adobe", True), ("plain", False)):
+        fields = json.loads(runner.invoke(main, ["info", str(tmp_path / f"{name}.vqc"), "--json"]).output)
+        assert fields["converted_to_srgb"] is converted

@@ -42,15 +42,16 @@ def test_any_size_pads_and_crops_back(shape):
     assert vqcodec.decompress(vqcodec.compress(img, quality=1, model="tiny")).size == (shape[1], shape[0])
 
 
-def test_large_image_is_split_into_chunks_without_seams():
+@pytest.mark.parametrize("name", ["tiny", "tinygdn"])  # both network families
+def test_large_image_is_split_into_chunks_without_seams(name):
     y, x = np.mgrid[0:20, 0:1100]
     img = np.stack([x % 256, y * 10, (x // 4) % 256], -1).astype(np.uint8)
-    data = vqcodec.compress(img, quality=3, model="tiny")
+    data = vqcodec.compress(img, quality=3, model=name)
     header, payloads, _ = container.unpack(data)
     assert len(payloads) == 2
     tiled = np.asarray(vqcodec.decompress(data)).astype(int)
     # Reference: the whole image through the networks in one piece.
-    model = load_image_model("tiny")
+    model = load_image_model(name)
     _, _, indices = codec.decode_indices(data)
     with torch.no_grad():
         whole = model.vqvae.decoder(model.vqvae.quantizer.decode(indices[None]))[0] + 0.5
@@ -125,3 +126,16 @@ def test_coded_size_matches_the_priors_information_content():
             ideal -= np.log2(probs[np.arange(len(symbols)), symbols]).sum()
     coded_bits = len(encode_grid(indices, prior)) * 8
     assert ideal <= coded_bits <= ideal * 1.01 + 64
+
+
+def test_a_size_target_gives_the_most_stages_that_fit(photo):
+    sizes = [len(vqcodec.compress(photo, quality=q, model="tiny")) for q in (1, 2, 3)]
+    for target in (sizes[0], sizes[1] + 1, sizes[2] - 1, sizes[2] + 100):
+        data, quality, psnr = codec.compress_to_target(photo, max_bytes=target, model="tiny")
+        assert len(data) <= target and psnr is None
+        assert quality == 3 or sizes[quality] > target  # one more stage would not fit
+        assert vqcodec.read_header(data).quality == quality
+    with pytest.raises(UsageError, match=f"the smallest is {sizes[0]:,} \\(quality 1\\)"):
+        codec.compress_to_target(photo, max_bytes=sizes[0] - 1, model="tiny")
+    with pytest.raises(UsageError, match="one target"):
+        codec.compress_to_target(photo, model="tiny")

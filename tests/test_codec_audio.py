@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vqcodec import codec_audio, container
-from vqcodec.errors import BadInputError, CorruptFileError, MissingModelError
+from vqcodec.errors import BadInputError, CorruptFileError, MissingModelError, UsageError
 from vqcodec.model import AudioVQVAE
 
 from .conftest import TINY_AUDIO_NET
@@ -69,7 +69,9 @@ def test_bitrate_picks_stages_and_stereo_is_mid_side():
     model = codec_audio.load_audio_model("tinyaudio")
     assert codec_audio.kbps_per_stage(model) == pytest.approx(2.4)
     assert codec_audio.stages_for_bitrate(model, 2.4, 1) == ((1,), False)
-    assert codec_audio.stages_for_bitrate(model, 100, 1) == ((4,), False)
+    with pytest.raises(UsageError, match="the most this model codes for 1 channel is 9.6 kbps"):
+        codec_audio.stages_for_bitrate(model, 100, 1)
+    assert codec_audio.stages_for_bitrate(model, 19.2, 2) == ((4, 4), True)  # the side takes what the mid cannot
     assert codec_audio.stages_for_bitrate(model, 9.6, 2) == ((3, 1), True)
     assert codec_audio.stages_for_bitrate(model, 2.4, 2) == ((1, 0), True)
     assert codec_audio.stages_for_bitrate(model, 9.6, 3) == ((1, 1, 1), False)

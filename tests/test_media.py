@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from vqcodec.errors import BadInputError
 from vqcodec.media import load_image
@@ -68,3 +70,59 @@ def test_float_arrays_and_bad_dtypes():
     assert image.pixels[0, 0, 0] == 128
     with pytest.raises(BadInputError):
         load_image(np.zeros((4, 4, 3), np.int32))
+
+
+ADOBE_RGB = Path(__file__).parent / "data" / "compatibleWithAdobeRGB1998.icc"
+
+
+def _saturated(w=64, h=48):
+    """Patches of strong colours, inside the sRGB gamut (so inside Adobe RGB's too)."""
+    colours = np.array([[230, 40, 40], [40, 200, 60], [40, 60, 230], [240, 200, 30], [30, 200, 220], [128, 128, 128]])
+    y, x = np.mgrid[0:h, 0:w]
+    return colours[(x // 16 + 4 * (y // 24)) % len(colours)].astype(np.uint8)
+
+
+def _in_adobe_rgb(srgb: np.ndarray) -> Image.Image:
+    """The same colours as pixels of an Adobe RGB image, with its profile attached."""
+    adobe = ImageCms.ImageCmsProfile(str(ADOBE_RGB))
+    im = ImageCms.profileToProfile(
+        Image.fromarray(srgb), ImageCms.createProfile("sRGB"), adobe, ImageCms.Intent.RELATIVE_COLORIMETRIC, "RGB"
+    )
+    im.info["icc_profile"] = adobe.tobytes()
+    return im
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif"])
+def test_a_profiled_image_is_converted_to_srgb(tmp_path, suffix):
+    srgb = _saturated()
+    im = _in_adobe_rgb(srgb)
+    path = tmp_path / f"adobe{suffix}"
+    im.save(path, icc_profile=im.info["icc_profile"], **({"quality": 98, "subsampling": 0} if suffix == ".jpg" else {}))
+    with pytest.warns(UserWarning, match="converted to sRGB from the ICC profile 'Compatible with Adobe RGB"):
+        image = load_image(path)
+    assert image.converted_from == "Compatible with Adobe RGB (1998)"
+    error = np.abs(image.pixels.astype(int) - srgb)
+    assert error.mean() < 1 and (suffix == ".jpg" or error.max() <= 2)  # JPEG rings at the patches' edges
+    # Read as sRGB, the same file's colours are far off: the conversion is what brings them back.
+    assert np.abs(np.asarray(Image.open(path).convert("RGB")).astype(int) - srgb).max() > 20
+
+
+def test_srgb_and_unreadable_profiles_are_left_alone(tmp_path):
+    srgb = _saturated()
+    im = Image.fromarray(srgb)
+    im.save(tmp_path / "srgb.png", icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    image = load_image(tmp_path / "srgb.png")
+    assert image.converted_from is None and np.array_equal(image.pixels, srgb)
+    im.save(tmp_path / "junk.png", icc_profile=b"not a profile at all")
+    with pytest.warns(UserWarning, match="unreadable ICC profile"):
+        image = load_image(tmp_path / "junk.png")
+    assert image.converted_from is None and np.array_equal(image.pixels, srgb)
+
+
+def test_a_profiled_image_with_alpha_keeps_its_alpha_handling(tmp_path):
+    im = _in_adobe_rgb(_saturated()).convert("RGBA")
+    im.putalpha(128)
+    im.save(tmp_path / "adobe_alpha.png", icc_profile=ADOBE_RGB.read_bytes())
+    with pytest.warns(UserWarning):
+        image = load_image(tmp_path / "adobe_alpha.png")
+    assert image.alpha_dropped and image.converted_from and image.pixels.shape == (48, 64, 3)

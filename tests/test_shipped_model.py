@@ -64,3 +64,65 @@ def test_shipped_prior_is_thread_count_independent(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "(6, 32, 48)" in out.stdout
+
+
+def test_an_adobe_rgb_image_decodes_to_its_srgb_colours(tmp_path):
+    """Patches of strong colours stored as an Adobe RGB file decode as the sRGB original does
+    (each patch's mean within a few levels), not as the file's raw values."""
+    from PIL import Image, ImageCms
+
+    colours = np.array([[230, 40, 40], [40, 200, 60], [40, 60, 230], [240, 200, 30], [30, 200, 220], [200, 60, 200]])
+    y, x = np.mgrid[0:256, 0:384]
+    original = colours[(x // 64 + 6 * (y // 128)) % 6].astype(np.uint8)
+    adobe = ImageCms.ImageCmsProfile(str(ROOT / "tests" / "data" / "compatibleWithAdobeRGB1998.icc"))
+    raw = ImageCms.profileToProfile(
+        Image.fromarray(original), ImageCms.createProfile("sRGB"), adobe, ImageCms.Intent.RELATIVE_COLORIMETRIC, "RGB"
+    )
+    path = tmp_path / "patches_adobe.png"
+    raw.save(path, icc_profile=adobe.tobytes())
+    with pytest.warns(UserWarning, match="converted to sRGB"):
+        data = vqcodec.compress(path, quality=12, model=str(MODEL), device="cpu")
+    assert vqcodec.read_header(data).flags & vqcodec.container.FLAG_CONVERTED_TO_SRGB
+    decoded = np.asarray(vqcodec.decompress(data, device="cpu"))
+
+    def patch_means(pixels):  # the middle of each 64x128 patch
+        return np.array(
+            [
+                pixels[y0 + 32 : y0 + 96, x0 + 16 : x0 + 48].reshape(-1, 3).mean(0)
+                for y0 in (0, 128)
+                for x0 in range(0, 384, 64)
+            ]
+        )
+
+    # The reference is the sRGB original through the same codec (img1 alone is off by up to 15
+    # levels on such colours); the file's raw values are 20 and more levels away.
+    direct = vqcodec.decompress(vqcodec.compress(original, quality=12, model=str(MODEL), device="cpu"), device="cpu")
+    expected = patch_means(np.asarray(direct).astype(float))
+    assert np.abs(patch_means(decoded.astype(float)) - expected).max() < 3
+    assert np.abs(patch_means(np.asarray(raw).astype(float)) - patch_means(original.astype(float))).max() > 20
+
+
+def test_a_wheel_carries_the_shipped_models(tmp_path):
+    """`pip install .` (not editable) finds the models: the wheel holds them as vqcodec/zoo,
+    where `catalog.models_dir` looks when there is no source tree; training checkpoints stay out."""
+    import zipfile
+
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT)]
+    subprocess.run([*build, "-w", str(tmp_path)], check=True, capture_output=True, cwd=tmp_path, timeout=300)
+    names = zipfile.ZipFile(next(tmp_path.glob("vqcodec-*.whl"))).namelist()
+    assert "vqcodec/zoo/img1.safetensors" in names and "vqcodec/zoo/aud1.safetensors" in names
+    assert not [n for n in names if "training" in n and n.endswith(".safetensors")]
+
+
+def test_a_psnr_target_gives_the_fewest_stages_that_reach_it():
+    original = load_image(SAMPLE).pixels
+    levels = {
+        q: psnr_rgb(original, np.asarray(vqcodec.decompress(vqcodec.compress(SAMPLE, quality=q)))) for q in range(1, 13)
+    }
+    target = (levels[3] + levels[4]) / 2  # between two levels
+    data, quality, reached = vqcodec.codec.compress_to_target(SAMPLE, min_psnr=target, model="img1", device="cpu")
+    decoded = psnr_rgb(original, np.asarray(vqcodec.decompress(data, device="cpu")))
+    assert decoded >= target and abs(decoded - reached) < 0.01
+    assert all(levels[q] < target for q in range(1, quality))  # no fewer stages reach it
+    with pytest.raises(vqcodec.UsageError, match=f"the best is {levels[12]:.2f} dB"):
+        vqcodec.codec.compress_to_target(SAMPLE, min_psnr=levels[12] + 1, model="img1", device="cpu")

@@ -5,12 +5,31 @@
 >>> image = vqcodec.decompress(data)                       # PIL.Image
 >>> data = vqcodec.compress_audio("talk.flac", bitrate=6)  # kbps before the prior's saving
 >>> samples, rate = vqcodec.decompress_audio(data)         # [channels, n] float32, source rate
+
+The coding functions are imported on first use, so that `import vqcodec` (and the command
+line's help and usage errors) do not wait for torch.
 """
 
-from .codec import DEFAULT_QUALITY, compress, decompress, read_header
-from .codec_audio import DEFAULT_BITRATE, compress_audio, decompress_audio
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from .catalog import DEFAULT_BITRATE, DEFAULT_QUALITY
 from .container import kind_of
 from .errors import BadInputError, CorruptFileError, MissingModelError, UsageError, VqcodecError
+
+if TYPE_CHECKING:
+    from .codec import compress, decompress, read_header
+    from .codec_audio import compress_audio, decompress_audio
+
+_LAZY = {
+    "compress": "codec",
+    "decompress": "codec",
+    "read_header": "codec",
+    "compress_audio": "codec_audio",
+    "decompress_audio": "codec_audio",
+}
 
 __all__ = [
     "DEFAULT_QUALITY",
@@ -27,3 +46,9 @@ __all__ = [
     "CorruptFileError",
     "MissingModelError",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'vqcodec' has no attribute '{name}'")

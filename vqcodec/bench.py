@@ -35,11 +35,14 @@ def psnr_rgb(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def ms_ssim_rgb(a: np.ndarray, b: np.ndarray) -> float:
-    """MS-SSIM (pytorch-msssim, 5 scales, 11-pixel window) of two uint8 RGB images."""
+    """MS-SSIM (pytorch-msssim, 5 scales, 11-pixel window) of two uint8 RGB images.
+
+    In float32: 3x faster than float64 on this CPU (0.3 s against 1.1 s for a Kodak image),
+    and the same to 3e-7 (0.0005 dB in -10 log10(1 - MS-SSIM) at 0.998)."""
     from pytorch_msssim import ms_ssim
 
-    ta = torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].double()
-    tb = torch.from_numpy(np.array(b)).permute(2, 0, 1)[None].double()
+    ta = torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].float()
+    tb = torch.from_numpy(np.array(b)).permute(2, 0, 1)[None].float()
     return float(ms_ssim(ta, tb, data_range=255.0))
 
 
@@ -148,15 +151,16 @@ def _timed(fn, *args):
 
 
 def run_codec(c: Codec, images: dict[str, np.ndarray], progress: bool) -> dict:
-    """Every quality on every image; per quality the mean over images (CompressAI layout)."""
-    per_image: dict[str, list[dict]] = {}
+    """Every quality on every image; per quality the mean over images (CompressAI layout).
+    A bar on a terminal (`progress`), else a line on stderr per quality."""
+    per_image: dict[str, list[dict]] = {name: [] for name in images}
     bar = tqdm(total=len(images) * len(c.qualities), desc=c.name, disable=not progress, leave=False)
-    for name, pixels in images.items():
-        rows = []
-        for q in c.qualities:
+    for q in c.qualities:
+        started = time.perf_counter()
+        for name, pixels in images.items():
             data, t_enc = _timed(c.encode, pixels, q)
             decoded, t_dec = _timed(c.decode, data)
-            rows.append(
+            per_image[name].append(
                 {
                     "quality": q,
                     "bytes": len(data),
@@ -168,7 +172,14 @@ def run_codec(c: Codec, images: dict[str, np.ndarray], progress: bool) -> dict:
                 }
             )
             bar.update()
-        per_image[name] = rows
+        if not progress:
+            rows = [per_image[name][-1] for name in images]
+            print(
+                f"{c.name} quality {q}: {len(images)} images, {np.mean([r['bpp'] for r in rows]):.3f} bpp, "
+                f"PSNR {np.mean([r['psnr-rgb'] for r in rows]):.2f} dB ({time.perf_counter() - started:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
     bar.close()
     keys = ["bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"]
     results = {

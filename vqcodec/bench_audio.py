@@ -151,13 +151,14 @@ def _opus_rate(codec: AudioCodec, rate: int) -> int:
 
 
 def run_audio_codec(codec: AudioCodec, clips: dict[str, tuple[np.ndarray, int]], progress: bool) -> dict:
-    """Every bitrate on every clip; per bitrate the means over speech and over music clips."""
-    per_clip: dict[str, list[dict]] = {}
+    """Every bitrate on every clip; per bitrate the means over speech and over music clips.
+    A bar on a terminal (`progress`), else a line on stderr per bitrate."""
+    per_clip: dict[str, list[dict]] = {name: [] for name in clips}
     bar = tqdm(total=len(clips) * len(codec.rates), desc=codec.name[:12], disable=not progress, leave=False)
-    for name, (samples, rate) in clips.items():
-        seconds = samples.shape[1] / rate
-        rows = []
-        for kbps in codec.rates:
+    for kbps in codec.rates:
+        started = time.perf_counter()
+        for name, (samples, rate) in clips.items():
+            seconds = samples.shape[1] / rate
             start = time.perf_counter()
             data = codec.encode(samples, rate, kbps)
             t_enc = time.perf_counter() - start
@@ -171,9 +172,16 @@ def run_audio_codec(codec: AudioCodec, clips: dict[str, tuple[np.ndarray, int]],
             row.update(audio_metrics(samples, decoded, rate, name.startswith("speech")))
             row.update({"encode_rtf": seconds / t_enc, "decode_rtf": seconds / t_dec})
             row.update(codec.details(data) if codec.details else {})
-            rows.append(row)
+            per_clip[name].append(row)
             bar.update()
-        per_clip[name] = rows
+        if not progress:
+            mel = np.mean([rows[-1]["mel"] for rows in per_clip.values()])
+            print(
+                f"{codec.name} {kbps:g} kbps: {len(clips)} clips, mel distance {mel:.3f} "
+                f"({time.perf_counter() - started:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
     bar.close()
     results = {}
     for group, members in (("speech", [n for n in per_clip if n.startswith("speech")]), ("music", None)):

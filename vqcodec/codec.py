@@ -19,18 +19,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import container
+from . import catalog, container
+from .catalog import DEFAULT_QUALITY
 from .container import CHUNK_LATENTS, DEFAULT_MAX_PIXELS, Header
-from .entropy import decode_grid, encode_grid
+from .entropy import decode_grid, encode_grid, stage_bits
 from .errors import CorruptFileError, MissingModelError, UsageError
-from .media import ImageLike, load_image, to_pil
-from .quantizer import SEARCH_BEAM
+from .media import ImageLike, RGBImage, load_image, to_pil
+from .quantizer import SEARCH_BEAM, SEARCHED_STAGES
 from .registry import DEFAULT_IMAGE_MODEL, CodecModel, load_image_model
 
 FACTOR = 8
 TILE = CHUNK_LATENTS * FACTOR
 HALO = 64  # pixels of context around a tile; more than the networks' receptive field
-DEFAULT_QUALITY = 4
 
 
 def pick_device(device: str = "auto") -> str:
@@ -97,11 +97,6 @@ def decode_pixels(model: CodecModel, indices: torch.Tensor, height: int, width: 
     return out[:height, :width]
 
 
-def _check_quality(model: CodecModel, quality: int) -> None:
-    if not 1 <= quality <= model.num_stages:
-        raise UsageError(f"quality must be 1..{model.num_stages} for model {model.name}, not {quality}")
-
-
 def compress(
     image: ImageLike, quality: int = DEFAULT_QUALITY, model: str = DEFAULT_IMAGE_MODEL, device: str = "auto"
 ) -> bytes:
@@ -112,20 +107,105 @@ def compress(
     """
     rgb = load_image(image)
     codec_model = load_image_model(model, pick_device(device))
-    _check_quality(codec_model, quality)
+    catalog.check_quality(codec_model.meta, quality)
+    return _pack(codec_model, rgb, quality, encode_indices(codec_model, rgb.pixels, quality))
+
+
+def _header(codec_model: CodecModel, rgb: RGBImage, quality: int) -> Header:
     h, w = rgb.pixels.shape[:2]
-    header = Header(
+    return Header(
         kind=container.KIND_IMAGE,
-        flags=(container.FLAG_GRAY if rgb.gray else 0) | (container.FLAG_ALPHA_DROPPED if rgb.alpha_dropped else 0),
+        flags=(container.FLAG_GRAY if rgb.gray else 0)
+        | (container.FLAG_ALPHA_DROPPED if rgb.alpha_dropped else 0)
+        | (container.FLAG_CONVERTED_TO_SRGB if rgb.converted_from else 0),
         model_name=codec_model.name,
         model_hash=codec_model.hash,
         width=w,
         height=h,
         quality=quality,
     )
-    chunks = encode_indices(codec_model, rgb.pixels, quality)
+
+
+def _pack(codec_model: CodecModel, rgb: RGBImage, quality: int, chunks: list[torch.Tensor]) -> bytes:
     payloads = [encode_grid(chunk, codec_model.prior) for chunk in chunks]
-    return container.pack(header, payloads, indices_crc(chunks))
+    return container.pack(_header(codec_model, rgb, quality), payloads, indices_crc(chunks))
+
+
+def compress_to_target(
+    image: ImageLike,
+    max_bytes: int | None = None,
+    min_psnr: float | None = None,
+    model: str = DEFAULT_IMAGE_MODEL,
+    device: str = "auto",
+) -> tuple[bytes, int, float | None]:
+    """The best file of at most `max_bytes` (the most stages that fit), or the smallest whose
+    PSNR reaches `min_psnr` dB: (file, quality, its PSNR with a PSNR target). One target, whole
+    quality levels; a target no level meets is a UsageError naming the closest the model reaches.
+
+    The codes of all stages are searched once. Their sizes come from the prior's information
+    per stage (the first n stages cost what they cost alone), their PSNRs from decoding
+    prefixes of them; then the level found is encoded as `compress` does and checked (below
+    `SEARCHED_STAGES` stages the search may choose other codes)."""
+    if (max_bytes is None) == (min_psnr is None):
+        raise UsageError("give one target: a size in bytes or a PSNR")
+    rgb = load_image(image)
+    codec_model = load_image_model(model, pick_device(device))
+    levels = codec_model.num_stages
+    chunks = encode_indices(codec_model, rgb.pixels, levels)
+
+    def encoded(q: int) -> bytes:
+        return _pack(codec_model, rgb, q, chunks_at(q))
+
+    def chunks_at(q: int) -> list[torch.Tensor]:
+        return [c[:q] for c in chunks] if q >= SEARCHED_STAGES else encode_indices(codec_model, rgb.pixels, q)
+
+    if max_bytes is not None:
+        return (*_fit_size(codec_model, rgb, chunks, max_bytes, encoded), None)
+    return _reach_psnr(codec_model, rgb, chunks, min_psnr, encoded, chunks_at)
+
+
+def _fit_size(codec_model, rgb, chunks, max_bytes: int, encoded) -> tuple[bytes, int]:
+    # Each chunk's payload: its bits in whole 32-bit words, and about one word of flush.
+    words = np.ceil(np.array([np.cumsum(stage_bits(c, codec_model.prior)) for c in chunks]) / 32) + 1
+    overhead = len(container.pack(_header(codec_model, rgb, 1), [b""] * len(chunks), 0)) + len(chunks)
+    estimates = overhead + 4 * words.sum(0)  # bytes of the first n stages, n = 1, 2, ...
+    slack = 8 * len(chunks)  # how far off an estimate may be
+    quality = max(1, int(np.searchsorted(estimates, max_bytes, side="right")))
+    data = encoded(quality)
+    while len(data) > max_bytes and quality > 1:
+        quality -= 1
+        data = encoded(quality)
+    while quality < len(estimates) and estimates[quality] <= max_bytes + slack:  # one more may fit
+        more = encoded(quality + 1)
+        if len(more) > max_bytes:
+            break
+        data, quality = more, quality + 1
+    if len(data) > max_bytes:
+        raise UsageError(f"no file of this image fits {max_bytes:,} bytes: the smallest is {len(data):,} (quality 1)")
+    return data, quality
+
+
+def _reach_psnr(codec_model, rgb, chunks, min_psnr: float, encoded, chunks_at) -> tuple[bytes, int, float]:
+    h, w = rgb.pixels.shape[:2]
+    header = _header(codec_model, rgb, codec_model.num_stages)
+
+    def psnr_of(parts: list[torch.Tensor]) -> float:
+        decoded = decode_pixels(codec_model, _joined(parts, header), h, w)
+        mse = np.mean((decoded.astype(np.float64) - rgb.pixels) ** 2)
+        return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+    lo, hi = 1, codec_model.num_stages  # the smallest level reaching the target, by bisection
+    best = psnr_of(chunks)
+    if best < min_psnr:
+        raise UsageError(f"no file of this image reaches {min_psnr:g} dB: the best is {best:.2f} dB (quality {hi})")
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if psnr_of([c[:mid] for c in chunks]) >= min_psnr else (mid + 1, hi)
+    reached = psnr_of(chunks_at(lo))
+    while reached < min_psnr:  # below SEARCHED_STAGES the searched code differs from the prefix
+        lo += 1
+        reached = psnr_of(chunks_at(lo))
+    return encoded(lo), lo, reached
 
 
 def read_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Header:
@@ -134,6 +214,14 @@ def read_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Header:
 
 def decode_indices(data: bytes, device: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS):
     """Parse a .vqc file and range-decode its indices: (header, model, [q, h, w] indices)."""
+    return decode_indices_and_bits(data, device, max_pixels, with_bits=False)[:3]
+
+
+def decode_indices_and_bits(
+    data: bytes, device: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS, with_bits: bool = True
+):
+    """`decode_indices` and the information of each index in bits ([q, h, w] float64; None
+    without `with_bits`), from the probabilities the decoder used."""
     header, payloads, crc = container.unpack(data, max_pixels)
     model = load_image_model(header.model_name, pick_device(device))
     if model.hash != header.model_hash:
@@ -143,17 +231,24 @@ def decode_indices(data: bytes, device: str = "auto", max_pixels: int = DEFAULT_
         )
     if not 1 <= header.quality <= model.num_stages:
         raise CorruptFileError(f"quality {header.quality} is outside 1..{model.num_stages}")
-    chunks = [
-        decode_grid(payload, model.prior, header.quality, ch, cw)
-        for payload, (_, _, ch, cw) in zip(payloads, header.chunk_grid(), strict=True)
-    ]
+    h, w = header.latent_shape
+    bits = np.zeros((header.quality, h, w)) if with_bits else None
+    chunks = []
+    for payload, (top, left, ch, cw) in zip(payloads, header.chunk_grid(), strict=True):
+        chunk_bits = bits[:, top : top + ch, left : left + cw] if with_bits else None
+        chunks.append(decode_grid(payload, model.prior, header.quality, ch, cw, chunk_bits))
     if indices_crc(chunks) != crc:
         raise CorruptFileError("decoded indices fail their CRC: file damaged or decoded with a different prior")
+    return header, model, _joined(chunks, header), bits
+
+
+def _joined(chunks: list[torch.Tensor], header: Header) -> torch.Tensor:
+    """The chunks' [q, ch, cw] grids as one [q, h, w] grid of the image's latents."""
     h, w = header.latent_shape
-    indices = torch.zeros(header.quality, h, w, dtype=torch.int64)
+    indices = torch.zeros(chunks[0].shape[0], h, w, dtype=torch.int64)
     for chunk, (top, left, ch, cw) in zip(chunks, header.chunk_grid(), strict=True):
         indices[:, top : top + ch, left : left + cw] = chunk
-    return header, model, indices
+    return indices
 
 
 def decompress(data: bytes, device: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import io
-import math
 import sys
 import zlib
 from collections.abc import Callable, Iterator
@@ -29,16 +28,16 @@ import soundfile
 import soxr
 import torch
 
-from . import container
+from . import catalog, container
+from .catalog import DEFAULT_BITRATE
 from .codec import pick_device
 from .container import SEGMENT_FRAMES, AudioChunk, AudioHeader
 from .entropy import decode_grid, encode_grid
-from .errors import BadInputError, CorruptFileError, MissingModelError, UsageError
+from .errors import BadInputError, CorruptFileError, MissingModelError
 from .quantizer import SEARCH_BEAM
 from .registry import DEFAULT_AUDIO_MODEL, CodecModel, load_audio_model
 
 HALO_FRAMES = 8  # frames of context around a segment: more than the networks' receptive field
-DEFAULT_BITRATE = 6.0
 READ_BLOCK = 1 << 16  # source samples per channel read at a time
 
 # An audio source: a file path, the bytes of a file, or (samples [channels, n] or [n], rate).
@@ -145,22 +144,12 @@ def model_length(model: CodecModel, length: int, rate: int) -> tuple[int, int]:
 
 
 def kbps_per_stage(model: CodecModel) -> float:
-    cfg = model.vqvae.cfg
-    return cfg.frame_rate * math.log2(cfg.codebook_sizes[0]) / 1000
+    return catalog.kbps_per_stage(model.meta["net"])
 
 
 def stages_for_bitrate(model: CodecModel, bitrate: float, channels: int) -> tuple[tuple[int, ...], bool]:
-    """(stages per stream, mid/side?) for a total bitrate in kbps before the prior's saving.
-
-    Stereo is coded as mid and side, the side getting a quarter of the stages (it is usually
-    much quieter); other channel counts share the stages equally, at least one each.
-    """
-    levels = model.vqvae.num_stages
-    total = max(1, round(bitrate / kbps_per_stage(model)))
-    if channels == 2:
-        side = min(total // 4, levels)
-        return (min(total - side, levels), side), True
-    return (min(max(1, total // channels), levels),) * channels, False
+    """(stages per stream, mid/side?) for a total bitrate (see `catalog.stages_for_bitrate`)."""
+    return catalog.stages_for_bitrate(bitrate, channels, model.num_stages, kbps_per_stage(model))
 
 
 def _to_streams(samples: np.ndarray, mid_side: bool) -> np.ndarray:
@@ -223,8 +212,6 @@ def encode_audio(
     _allocator()
     source = open_source(audio)
     codec_model = load_audio_model(model, pick_device(device))
-    if not bitrate > 0:
-        raise UsageError(f"bitrate must be positive, not {bitrate}")
     stages, mid_side = stages_for_bitrate(codec_model, bitrate, source.channels)
     rate, hop = codec_model.vqvae.cfg.sample_rate, codec_model.vqvae.cfg.hop
     seg_len, halo = SEGMENT_FRAMES * hop, HALO_FRAMES * hop
@@ -315,10 +302,13 @@ def open_audio_file(
     return header, chunks, model
 
 
-def _decode_chunk(model: CodecModel, header: AudioHeader, chunk: AudioChunk) -> torch.Tensor:
+def _decode_chunk(
+    model: CodecModel, header: AudioHeader, chunk: AudioChunk, bits: np.ndarray | None = None
+) -> torch.Tensor:
     chunk.check()
     q, frames = header.stages[chunk.stream], header.segment_frames(chunk.segment)
-    grid = decode_grid(chunk.payload, model.prior, q, 1, frames) if q else torch.zeros(0, 1, frames, dtype=torch.int64)
+    empty = torch.zeros(0, 1, frames, dtype=torch.int64)
+    grid = decode_grid(chunk.payload, model.prior, q, 1, frames, bits) if q else empty
     if _grid_crc(grid) != chunk.indices_crc:
         raise CorruptFileError(
             f"segment {chunk.segment + 1}, stream {chunk.stream + 1}: decoded indices fail their CRC "
@@ -334,9 +324,23 @@ def decode_audio_indices(
     yield from _segments(*open_audio_file(data, device, max_seconds))
 
 
-def _segments(header: AudioHeader, chunks: list[AudioChunk], model: CodecModel) -> Iterator[list[torch.Tensor]]:
+# Told each decoded segment's grids and the information of their indices in bits (one
+# [q_s, 1, frames] grid and array per stream): what `inspect` draws.
+SegmentListener = Callable[[list[torch.Tensor], list[np.ndarray]], None]
+
+
+def _segments(
+    header: AudioHeader, chunks: list[AudioChunk], model: CodecModel, listener: SegmentListener | None = None
+) -> Iterator[list[torch.Tensor]]:
     for seg in range(header.segments):
-        yield [_decode_chunk(model, header, c) for c in chunks[seg * header.channels : (seg + 1) * header.channels]]
+        streams = chunks[seg * header.channels : (seg + 1) * header.channels]
+        if listener is None:
+            yield [_decode_chunk(model, header, c) for c in streams]
+            continue
+        bits = [np.zeros((header.stages[c.stream], 1, header.segment_frames(seg))) for c in streams]
+        grids = [_decode_chunk(model, header, c, b) for c, b in zip(streams, bits, strict=True)]
+        listener(grids, bits)
+        yield grids
 
 
 @torch.inference_mode()
@@ -362,8 +366,10 @@ def decode_audio_blocks(
     device: str = "auto",
     max_seconds: float = container.DEFAULT_MAX_SECONDS,
     progress: Progress | None = None,
+    listener: SegmentListener | None = None,
 ) -> tuple[AudioHeader, Iterator[np.ndarray]]:
-    """(header, blocks [n, channels] float32 at the source rate), decoded segment by segment."""
+    """(header, blocks [n, channels] float32 at the source rate), decoded segment by segment;
+    `listener` is told each segment's indices and their bits as they are decoded."""
     _allocator()
     header, chunks, model = open_audio_file(data, device, max_seconds)
     rate, hop = model.vqvae.cfg.sample_rate, model.vqvae.cfg.hop
@@ -372,7 +378,7 @@ def decode_audio_blocks(
 
     def blocks() -> Iterator[np.ndarray]:
         resample = _Resampler(rate, header.sample_rate, header.channels)
-        segments = _segments(header, chunks, model)
+        segments = _segments(header, chunks, model, listener)
         window = [next(segments)] if header.segments else []
         written = 0
         for seg in range(header.segments):
@@ -396,16 +402,13 @@ def decode_audio_blocks(
 
 
 def decompress_audio(
-    data: bytes, device: str = "auto", max_seconds: float = container.DEFAULT_MAX_SECONDS
+    data: bytes,
+    device: str = "auto",
+    max_seconds: float = container.DEFAULT_MAX_SECONDS,
+    listener: SegmentListener | None = None,
 ) -> tuple[np.ndarray, int]:
     """Decode the bytes of an audio .vqc file: (samples [channels, n] float32, sample rate)."""
-    header, blocks = decode_audio_blocks(data, device, max_seconds)
+    header, blocks = decode_audio_blocks(data, device, max_seconds, listener=listener)
     parts = list(blocks)
     samples = np.concatenate(parts) if parts else np.zeros((0, header.channels), np.float32)
     return np.ascontiguousarray(samples.T), header.sample_rate
-
-
-def audio_bitrate(header: AudioHeader, file_size: int) -> float:
-    """Real bitrate of a file in kbps, header included."""
-    seconds = header.length / header.sample_rate
-    return file_size * 8 / 1000 / seconds if seconds else 0.0

@@ -25,6 +25,7 @@ KIND_NAMES = {KIND_IMAGE: "image", KIND_AUDIO: "audio"}
 FLAG_GRAY = 1  # the source was grayscale: decode to a one-channel image
 FLAG_ALPHA_DROPPED = 2  # the source had an alpha channel, which is not coded
 FLAG_MID_SIDE = 4  # audio: a stereo source coded as mid (L+R)/2 and side (L-R)/2
+FLAG_CONVERTED_TO_SRGB = 8  # image: the source's ICC profile was not sRGB; its colours were converted
 CHUNK_LATENTS = 128  # chunks are square tiles of 128x128 latent positions (1024x1024 pixels)
 MAX_NAME = 32
 MAX_SIDE = 1 << 20
@@ -258,3 +259,9 @@ def unpack_audio(data: bytes, max_seconds: float = DEFAULT_MAX_SECONDS) -> tuple
         payload_crc, indices_crc = int.from_bytes(r.take(4), "little"), int.from_bytes(r.take(4), "little")
         chunks.append(AudioChunk(i // channels, i % channels, payload, payload_crc, indices_crc))
     return header, chunks
+
+
+def audio_bitrate(header: AudioHeader, file_size: int) -> float:
+    """Real bitrate of a file in kbps, header included."""
+    seconds = header.length / header.sample_rate
+    return file_size * 8 / 1000 / seconds if seconds else 0.0

@@ -51,23 +51,23 @@ def _known_grid_pmfs(indices: torch.Tensor, prior: IntegerPrior) -> Iterator[tup
             yield stage, at, pmfs[pass_]
 
 
+def stage_bits(indices: torch.Tensor, prior: IntegerPrior) -> np.ndarray:
+    """Information of each stage of a [q, h, w] grid under the prior, in bits ([q]): what the
+    range coder spends on it, up to its rounding. The prior sees stages 0..s alone when it
+    codes stage s, so the first n entries are also what the first n stages cost alone."""
+    bits = np.zeros(indices.shape[0])
+    for stage, at, probs in _known_grid_pmfs(indices, prior):
+        symbols = indices[stage][at].numpy()
+        bits[stage] -= np.log2(probs[np.arange(len(symbols)), symbols]).sum()
+    return bits
+
+
 def encode_grid(indices: torch.Tensor, prior: IntegerPrior) -> bytes:
     """Code the first q stages of an index grid ([q, h, w]) into bytes."""
     encoder = constriction.stream.queue.RangeEncoder()
     for stage, at, probs in _known_grid_pmfs(indices, prior):
         encoder.encode(indices[stage][at].numpy().astype(np.int32), _FAMILY, probs)
     return encoder.get_compressed().astype("<u4").tobytes()
-
-
-def grid_bits(indices: torch.Tensor, prior: IntegerPrior) -> np.ndarray:
-    """Information content -log2 p of every index of a [q, h, w] grid under the prior, in the
-    coding schedule: [q, h, w] float64 whose sum is what the range coder spends (up to its
-    rounding of the probabilities and the padding of the last word)."""
-    bits = np.zeros(indices.shape)
-    for stage, at, probs in _known_grid_pmfs(indices, prior):
-        symbols = indices[stage][at].numpy()
-        bits[stage][at.numpy()] = -np.log2(probs[np.arange(len(symbols)), symbols])
-    return bits
 
 
 def sample_grid(
@@ -84,8 +84,12 @@ def sample_grid(
     return grid[0, :stages]
 
 
-def decode_grid(data: bytes, prior: IntegerPrior, stages: int, h: int, w: int) -> torch.Tensor:
-    """Inverse of encode_grid: bytes -> [stages, h, w] int64 indices."""
+def decode_grid(
+    data: bytes, prior: IntegerPrior, stages: int, h: int, w: int, bits: np.ndarray | None = None
+) -> torch.Tensor:
+    """Inverse of encode_grid: bytes -> [stages, h, w] int64 indices. With `bits` ([stages, h,
+    w] float), also the information of each index under the probabilities it was decoded with
+    (no extra prior evaluation: `inspect` reads where the bits go from these)."""
     if len(data) % 4:
         raise CorruptFileError("payload length is not a whole number of 32-bit words")
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
@@ -93,8 +97,11 @@ def decode_grid(data: bytes, prior: IntegerPrior, stages: int, h: int, w: int) -
     try:
         decoder = constriction.stream.queue.RangeDecoder(words)
         for stage, pass_, at in _schedule(prior, stages, h, w):
-            symbols = decoder.decode(_FAMILY, prior.pmf(grid, stage, pass_))
+            probs = prior.pmf(grid, stage, pass_)
+            symbols = decoder.decode(_FAMILY, probs)
             grid[0, stage][at] = torch.from_numpy(symbols.astype(np.int64))
+            if bits is not None:
+                bits[stage][at.numpy()] = -np.log2(probs[np.arange(len(symbols)), symbols])
     except (ValueError, RuntimeError, AssertionError) as e:
         raise CorruptFileError(f"payload does not decode: {e}") from None
     return grid[0, :stages]

@@ -27,3 +27,9 @@ class MissingModelError(VqcodecError):
     """The file names a model (or model version) this installation does not have."""
 
     exit_code = 5
+
+
+class MissingExtraError(VqcodecError):
+    """A command needs an optional package that is not installed (named in the message)."""
+
+    exit_code = 5

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from . import codec, codec_audio, container
-from .entropy import grid_bits
 
 
 @dataclass
@@ -48,11 +47,7 @@ class Inspection:
 
 
 def inspect_image(data: bytes, device: str = "auto") -> Inspection:
-    header, model, indices = codec.decode_indices(data, device)
-    bits = np.zeros(indices.shape)
-    for top, left, ch, cw in header.chunk_grid():
-        chunk = indices[:, top : top + ch, left : left + cw]
-        bits[:, top : top + ch, left : left + cw] = grid_bits(chunk, model.prior)
+    header, model, indices, bits = codec.decode_indices_and_bits(data, device)
     _, payloads, _ = container.unpack(data)
     pixels = codec.decode_pixels(model, indices, header.height, header.width)
     return Inspection(
@@ -69,16 +64,18 @@ def inspect_image(data: bytes, device: str = "auto") -> Inspection:
 
 def inspect_audio(data: bytes, device: str = "auto") -> Inspection:
     header, chunks, model = codec_audio.open_audio_file(data, device)
-    segments = list(codec_audio.decode_audio_indices(data, device))
-    streams = []
-    for s in range(header.channels):
-        grid = np.concatenate([seg[s].numpy() for seg in segments], -1) if segments else np.zeros((0, 1, 0), int)
-        streams.append(grid)
-    bits = [
-        np.concatenate([grid_bits(seg[s], model.prior) for seg in segments], -1) if segments else np.zeros((0, 1, 0))
-        for s in range(header.channels)
-    ]
-    samples, _ = codec_audio.decompress_audio(data, device)
+    segments, segment_bits = [], []
+    samples, _ = codec_audio.decompress_audio(
+        data, device, listener=lambda grids, bits: (segments.append(grids), segment_bits.append(bits))
+    )
+
+    def joined(parts: list[list], stream: int, dtype) -> np.ndarray:
+        if not parts:
+            return np.zeros((0, 1, 0), dtype)
+        return np.concatenate([np.asarray(seg[stream]) for seg in parts], -1).astype(dtype)
+
+    streams = [joined(segments, s, np.int64) for s in range(header.channels)]
+    bits = [joined(segment_bits, s, np.float64) for s in range(header.channels)]
     return Inspection(
         "audio",
         bits,
@@ -101,6 +98,7 @@ def plot_report(result: Inspection, path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     summary = result.summary()
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
@@ -139,6 +137,8 @@ def plot_report(result: Inspection, path: Path, title: str) -> None:
     axes[1, 1].set_xlabel("stage")
     axes[1, 1].set_ylabel("% of codes used")
     axes[1, 1].set_title("codebook usage in this file")
+    for ax in axes[1]:  # stages are whole numbers
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")

@@ -4,25 +4,27 @@
 - an alpha channel is dropped (composited onto white, as most viewers show it) with a
   warning: the codec codes colour only;
 - palette, CMYK and 16-bit images are converted to 8-bit RGB; EXIF orientation is applied;
+- an image with an ICC profile other than sRGB (Display P3, Adobe RGB, a CMYK press
+  profile, ...) is converted to sRGB by LittleCMS (Pillow's ImageCms, relative colorimetric),
+  with a warning: the codec codes sRGB pixels, as viewers show an image without a profile;
 - animated images: the first frame is coded, with a warning.
 """
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 
+from .catalog import IMAGE_SUFFIXES
 from .errors import BadInputError
 
 # Pillow's decompression-bomb guard, raised to what the codec itself accepts by default.
 Image.MAX_IMAGE_PIXELS = 400_000_000
-
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 def list_images(root: Path) -> list[Path]:
@@ -32,12 +34,46 @@ def list_images(root: Path) -> list[Path]:
 
 @dataclass
 class RGBImage:
-    pixels: np.ndarray  # [H, W, 3] uint8
+    pixels: np.ndarray  # [H, W, 3] uint8, sRGB
     gray: bool = False
     alpha_dropped: bool = False
+    converted_from: str | None = None  # the ICC profile the pixels were converted to sRGB from
 
 
 ImageLike = str | Path | Image.Image | np.ndarray | RGBImage
+
+
+def _profile_name(im: Image.Image) -> str | None:
+    """The description of the image's ICC profile when its pixels need converting to sRGB
+    (None: no profile, an sRGB one, or one LittleCMS cannot read, which is ignored with a
+    warning)."""
+    icc = im.info.get("icc_profile")
+    if not icc:
+        return None
+    try:
+        name = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
+    except (OSError, ImageCms.PyCMSError):
+        warnings.warn("unreadable ICC profile ignored: the pixels are taken as sRGB", stacklevel=4)
+        return None
+    return None if "srgb" in name.lower() else name or "unnamed profile"
+
+
+def _to_srgb(im: Image.Image, name: str) -> tuple[Image.Image, str | None]:
+    """(`im` converted from its ICC profile to sRGB (RGB or RGBA), `name`), or (`im`, None)
+    with a warning where LittleCMS cannot convert it."""
+    mode = "RGBA" if "A" in im.mode or "transparency" in im.info else "RGB"
+    if im.mode not in ("RGB", "RGBA", "CMYK", "L"):
+        im = im.convert(mode)
+    source = ImageCms.ImageCmsProfile(io.BytesIO(im.info["icc_profile"]))
+    try:
+        converted = ImageCms.profileToProfile(
+            im, source, ImageCms.createProfile("sRGB"), ImageCms.Intent.RELATIVE_COLORIMETRIC, mode
+        )
+    except (OSError, ValueError, ImageCms.PyCMSError) as e:
+        warnings.warn(f"ICC profile '{name}' could not be applied ({e}): the pixels are taken as sRGB", stacklevel=4)
+        return im, None
+    warnings.warn(f"colours converted to sRGB from the ICC profile '{name}'", stacklevel=4)
+    return converted, name
 
 
 def _from_pil(im: Image.Image) -> RGBImage:
@@ -50,12 +86,15 @@ def _from_pil(im: Image.Image) -> RGBImage:
         im = Image.fromarray((arr >> 8).astype(np.uint8) if arr.max() > 255 else arr.astype(np.uint8), "L")
     gray = im.mode in ("1", "L", "LA", "I", "F")
     has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+    profile = _profile_name(im)
+    if profile:
+        im, profile = _to_srgb(im, profile)
     if has_alpha:
         warnings.warn("alpha channel dropped: transparent areas are composited onto white", stacklevel=3)
         rgba = im.convert("RGBA")
         im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
     rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    return RGBImage(np.ascontiguousarray(rgb), gray=gray, alpha_dropped=has_alpha)
+    return RGBImage(np.ascontiguousarray(rgb), gray=gray, alpha_dropped=has_alpha, converted_from=profile)
 
 
 def _from_array(arr: np.ndarray) -> RGBImage:

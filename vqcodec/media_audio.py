@@ -9,9 +9,8 @@ import numpy as np
 import soundfile
 import soxr
 
+from .catalog import AUDIO_SUFFIXES
 from .errors import BadInputError
-
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif"}
 
 
 def list_audio(root: Path) -> list[Path]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from .catalog import DEFAULT_AUDIO_MODEL, DEFAULT_IMAGE_MODEL, model_meta, resolve
 from .errors import MissingModelError
 from .model import AudioVQVAE, ImageVQVAE
 from .nets import ImageNetConfig
@@ -22,18 +23,10 @@ from .nets_audio import AudioNetConfig
 from .prior import IntegerPrior, PriorConfig
 from .weights import config_from_dict, load_tensors, save_tensors
 
-DEFAULT_IMAGE_MODEL = "img1"
-DEFAULT_AUDIO_MODEL = "aud1"
 # kind -> (VQ-VAE class, its network config class)
 VQVAE_KINDS = {"image": (ImageVQVAE, ImageNetConfig), "audio": (AudioVQVAE, AudioNetConfig)}
 # EMA statistics are training state only; the shipped file keeps the codebooks.
 _TRAINING_ONLY = ("ema_count_", "ema_sum_", "initialised")
-
-
-def models_dir() -> Path:
-    """$VQCODEC_MODELS, else the `models/` folder of the source tree."""
-    env = os.environ.get("VQCODEC_MODELS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
 
 
 def tensors_hash(tensors: dict[str, torch.Tensor]) -> bytes:
@@ -64,47 +57,44 @@ class CodecModel:
 
 
 def save_model(
-    path: Path, name: str, vqvae: ImageVQVAE | AudioVQVAE, prior_tensors: dict[str, torch.Tensor], meta: dict
+    path: Path,
+    name: str,
+    vqvae: ImageVQVAE | AudioVQVAE,
+    prior_tensors: dict[str, torch.Tensor] | None,
+    meta: dict,
 ) -> None:
-    """Write a model file: fp16 VQ-VAE weights, the integer prior, configs in the metadata."""
+    """Write a model file: fp16 VQ-VAE weights, the integer prior, configs in the metadata.
+
+    Without a prior it is a compact training checkpoint, not a codec: `vqcodec train -o PATH`
+    resumes from it when its cache is gone (a fresh optimizer, the codebooks kept)."""
     tensors = {
         f"vqvae.{k}": v.half() if v.is_floating_point() else v
         for k, v in vqvae.state_dict().items()
         if not k.split(".")[-1].startswith(_TRAINING_ONLY)
     }
-    tensors.update({f"prior.{k}": v for k, v in prior_tensors.items()})
+    tensors.update({f"prior.{k}": v for k, v in (prior_tensors or {}).items()})
     kind = "audio" if isinstance(vqvae, AudioVQVAE) else "image"
     meta = {**meta, "name": name, "kind": kind, "net": asdict(vqvae.cfg)}
     save_tensors(path, tensors, meta)
 
 
-def resolve(name_or_path: str | os.PathLike) -> Path:
-    path = Path(name_or_path)
-    if path.suffix == ".safetensors" and path.exists():
-        return path
-    candidate = models_dir() / f"{name_or_path}.safetensors"
-    if not candidate.exists():
-        available = ", ".join(sorted(p.stem for p in models_dir().glob("*.safetensors"))) or "none"
-        raise MissingModelError(f"model '{name_or_path}' is not installed (installed: {available})")
-    return candidate
-
-
 @lru_cache(maxsize=8)
 def _load(path: str, device: str) -> CodecModel:
     tensors, meta = load_tensors(Path(path))
-    kind = meta.get("kind", "image")
+    kind = meta["kind"]
     vqvae_class, net_class = VQVAE_KINDS[kind]
-    net_cfg = config_from_dict(net_class, meta["net"])
-    prior_cfg = config_from_dict(PriorConfig, meta["prior"])
-    vqvae = vqvae_class(net_cfg)
+    try:
+        net_cfg = config_from_dict(net_class, meta["net"])
+        prior_cfg = config_from_dict(PriorConfig, meta["prior"])
+        vqvae = vqvae_class(net_cfg)
+    except (TypeError, ValueError, KeyError) as e:
+        raise MissingModelError(f"model file {path} has a configuration this version cannot build ({e})") from None
     weights = {k[6:]: v.float() if v.is_floating_point() else v for k, v in tensors.items() if k.startswith("vqvae.")}
     missing, unexpected = vqvae.load_state_dict(weights, strict=False)
     missing = [k for k in missing if not k.split(".")[-1].startswith(_TRAINING_ONLY)]
     if missing or unexpected:
         raise MissingModelError(f"model file {path} does not match the {meta['name']} architecture")
-    vqvae.eval().to(device)
-    if isinstance(vqvae, AudioVQVAE):
-        vqvae.for_coding()
+    vqvae.eval().to(device).for_coding()
     prior = IntegerPrior(prior_cfg, {k[6:]: v for k, v in tensors.items() if k.startswith("prior.")}, device)
     return CodecModel(meta["name"], kind, tensors_hash(tensors), vqvae, prior, meta)
 
@@ -112,10 +102,8 @@ def _load(path: str, device: str) -> CodecModel:
 def load_model(name_or_path: str | os.PathLike, device: str = "cpu", kind: str | None = None) -> CodecModel:
     """Load (once per process and device) a model by name or by .safetensors path; with `kind`,
     refuse a model for the other medium."""
-    model = _load(str(resolve(name_or_path)), str(torch.device(device)))
-    if kind and model.kind != kind:
-        raise MissingModelError(f"model '{model.name}' is an {model.kind} model, not an {kind} model")
-    return model
+    model_meta(name_or_path, kind)  # a clear error for a missing, foreign or damaged file
+    return _load(str(resolve(name_or_path)), str(torch.device(device)))
 
 
 def load_image_model(name_or_path: str | os.PathLike = DEFAULT_IMAGE_MODEL, device: str = "cpu") -> CodecModel:

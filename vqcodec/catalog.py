@@ -1,0 +1,112 @@
+"""What is known of the models and rates before torch is imported.
+
+The command line answers `--help`, `info` and every usage error from here, in well under a
+second: the shipped models are found by name, a model's metadata is read from the safetensors
+header alone, and a bitrate is turned into stage counts with plain arithmetic.
+`registry` loads the networks themselves.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import MissingModelError, UsageError
+
+DEFAULT_IMAGE_MODEL = "img1"
+DEFAULT_AUDIO_MODEL = "aud1"
+DEFAULT_QUALITY = 4  # image: residual stages coded
+DEFAULT_BITRATE = 6.0  # sound: kbps before the prior's saving
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}  # found in folders
+
+
+def models_dir() -> Path:
+    """$VQCODEC_MODELS, else the `models/` folder of the source tree, else (a plain install
+    from a wheel) the copy of it installed inside the package, `vqcodec/zoo`."""
+    env = os.environ.get("VQCODEC_MODELS")
+    if env:
+        return Path(env)
+    source_tree = Path(__file__).resolve().parent.parent / "models"
+    return source_tree if source_tree.is_dir() else Path(__file__).resolve().parent / "zoo"
+
+
+def resolve(name_or_path: str | os.PathLike) -> Path:
+    """The model file of a shipped model's name, or a .safetensors path."""
+    path = Path(name_or_path)
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise MissingModelError(f"model file {path}: no such file")
+        return path
+    candidate = models_dir() / f"{name_or_path}.safetensors"
+    if not candidate.exists():
+        available = ", ".join(sorted(p.stem for p in models_dir().glob("*.safetensors"))) or "none"
+        raise MissingModelError(f"model '{name_or_path}' is not installed (installed: {available})")
+    return candidate
+
+
+@lru_cache(maxsize=16)
+def _meta(path: str) -> dict:
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, framework="numpy") as f:
+            meta = json.loads((f.metadata() or {}).get("vqcodec", "{}"))
+    except (OSError, SafetensorError, ValueError) as e:
+        raise MissingModelError(f"model file {path} is not a vqcodec model ({e})") from None
+    if not {"name", "kind", "net", "prior"} <= set(meta) or meta["kind"] not in ("image", "audio"):
+        raise MissingModelError(f"model file {path} is not a vqcodec model (no vqcodec metadata)")
+    return meta
+
+
+def model_meta(name_or_path: str | os.PathLike, kind: str | None = None) -> dict:
+    """A model's metadata (name, kind, net, prior, training figures) without loading it; with
+    `kind`, refuse a model for the other medium."""
+    meta = _meta(str(resolve(name_or_path)))
+    if kind and meta["kind"] != kind:
+        raise MissingModelError(f"model '{meta['name']}' is an {meta['kind']} model, not an {kind} model")
+    return meta
+
+
+def num_stages(meta: dict) -> int:
+    return len(meta["net"]["codebook_sizes"])
+
+
+def check_quality(meta: dict, quality: int) -> None:
+    levels = num_stages(meta)
+    if not 1 <= quality <= levels:
+        raise UsageError(f"quality must be 1..{levels} for model {meta['name']}, not {quality}")
+
+
+def kbps_per_stage(net: dict) -> float:
+    """Bitrate of one residual stage of an audio model (its frame rate times log2 K)."""
+    frame_rate = net["sample_rate"] / math.prod(net["strides"])
+    return frame_rate * math.log2(net["codebook_sizes"][0]) / 1000
+
+
+def stages_for_bitrate(bitrate: float, channels: int, levels: int, stage_kbps: float) -> tuple[tuple[int, ...], bool]:
+    """(stages per stream, mid/side?) for a total bitrate in kbps before the prior's saving.
+
+    Stereo is coded as mid and side, the side getting a quarter of the stages (it is usually
+    much quieter) and whatever the mid cannot take; other channel counts share the stages
+    equally, at least one each. A bitrate that needs more stages than the streams have is an
+    error naming the highest one.
+    """
+    if not bitrate > 0:
+        raise UsageError(f"bitrate must be positive, not {bitrate}")
+    total = max(1, round(bitrate / stage_kbps))
+    streams = max(channels, 1)
+    if total > streams * levels:
+        raise UsageError(
+            f"-b {bitrate:g}: the most this model codes for {channels} channel{'s' * (channels != 1)} is "
+            f"{streams * levels * stage_kbps:g} kbps ({levels} stages of {stage_kbps:g} kbps per channel)"
+        )
+    if channels == 2:
+        side = total // 4
+        mid = min(total - side, levels)
+        return (mid, total - mid), True
+    return (max(1, total // streams),) * channels, False
