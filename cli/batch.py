@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import sys
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -52,10 +53,7 @@ def expand(sources: Iterable[Path], suffixes: set[str], output_dir: Path | None)
 
 
 def check_distinct(outputs: list[Path]) -> None:
-    seen: dict[Path, int] = {}
-    for out in outputs:
-        seen[out] = seen.get(out, 0) + 1
-    clashes = sorted(str(out) for out, n in seen.items() if n > 1)
+    clashes = sorted(str(out) for out, n in Counter(outputs).items() if n > 1)
     if clashes:
         raise UsageError(f"several inputs would be written to {clashes[0]} (rename one, or give them separately)")
 

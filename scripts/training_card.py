@@ -34,7 +34,7 @@ def plot(records: list[dict], path: Path, title: str) -> None:
             axes[0].plot(hours, [r[f"psnr_{key}"] for r in records], label=key, lw=1)
             axes[1].plot(hours, [r[f"msssim_{key}"] for r in records], label=key, lw=1)
     for ax, label in zip(axes, ("PSNR (dB)", "MS-SSIM"), strict=True):
-        ax.set_xlabel("CPU training hours (all sessions)")
+        ax.set_xlabel("training hours, wall clock (all sessions)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)

@@ -63,9 +63,20 @@ def indices_crc(chunks: list[torch.Tensor]) -> int:
     return crc
 
 
-@torch.inference_mode()
 def encode_indices(model: CodecModel, pixels: np.ndarray, quality: int) -> list[torch.Tensor]:
     """Pixels [H, W, 3] uint8 -> one [quality, h, w] index grid per chunk (row-major)."""
+    return search_codes(model, encode_latents(model, pixels), quality)
+
+
+@torch.inference_mode()
+def search_codes(model: CodecModel, latents: list[torch.Tensor], quality: int) -> list[torch.Tensor]:
+    """The code search of each chunk's latents: one [quality, h, w] index grid per chunk."""
+    return [model.vqvae.quantizer.encode(chunk, quality, SEARCH_BEAM)[0].cpu() for chunk in latents]
+
+
+@torch.inference_mode()
+def encode_latents(model: CodecModel, pixels: np.ndarray) -> list[torch.Tensor]:
+    """Pixels [H, W, 3] uint8 -> the encoder's latents [1, D, h, w] of each chunk (row-major)."""
     h_px, w_px = pixels.shape[:2]
     hp, wp = -(-h_px // FACTOR) * FACTOR, -(-w_px // FACTOR) * FACTOR
     # Edge padding to a multiple of 8; the padded border is cropped away after decoding.
@@ -75,10 +86,9 @@ def encode_indices(model: CodecModel, pixels: np.ndarray, quality: int) -> list[
         region = torch.from_numpy(padded[ry0:ry1, rx0:rx1]).to(model.device)
         region = region.permute(2, 0, 1)[None].float() / 255.0 - 0.5
         latents = model.vqvae.encoder(region)
-        latents = latents[
-            :, :, (y0 - ry0) // FACTOR : (y1 - ry0) // FACTOR, (x0 - rx0) // FACTOR : (x1 - rx0) // FACTOR
-        ]
-        chunks.append(model.vqvae.quantizer.encode(latents, quality, SEARCH_BEAM)[0].cpu())
+        chunks.append(
+            latents[:, :, (y0 - ry0) // FACTOR : (y1 - ry0) // FACTOR, (x0 - rx0) // FACTOR : (x1 - rx0) // FACTOR]
+        )
     return chunks
 
 
@@ -150,14 +160,14 @@ def compress_to_target(
         raise UsageError("give one target: a size in bytes or a PSNR")
     rgb = load_image(image)
     codec_model = load_image_model(model, pick_device(device))
-    levels = codec_model.num_stages
-    chunks = encode_indices(codec_model, rgb.pixels, levels)
+    latents = encode_latents(codec_model, rgb.pixels)  # the network runs once, whatever the level
+    chunks = search_codes(codec_model, latents, codec_model.num_stages)
 
     def encoded(q: int) -> bytes:
         return _pack(codec_model, rgb, q, chunks_at(q))
 
     def chunks_at(q: int) -> list[torch.Tensor]:
-        return [c[:q] for c in chunks] if q >= SEARCHED_STAGES else encode_indices(codec_model, rgb.pixels, q)
+        return [c[:q] for c in chunks] if q >= SEARCHED_STAGES else search_codes(codec_model, latents, q)
 
     if max_bytes is not None:
         return (*_fit_size(codec_model, rgb, chunks, max_bytes, encoded), None)

@@ -334,12 +334,11 @@ def _segments(
 ) -> Iterator[list[torch.Tensor]]:
     for seg in range(header.segments):
         streams = chunks[seg * header.channels : (seg + 1) * header.channels]
-        if listener is None:
-            yield [_decode_chunk(model, header, c) for c in streams]
-            continue
-        bits = [np.zeros((header.stages[c.stream], 1, header.segment_frames(seg))) for c in streams]
+        shapes = [(header.stages[c.stream], 1, header.segment_frames(seg)) for c in streams]
+        bits = [np.zeros(shape) if listener else None for shape in shapes]
         grids = [_decode_chunk(model, header, c, b) for c, b in zip(streams, bits, strict=True)]
-        listener(grids, bits)
+        if listener:
+            listener(grids, bits)
         yield grids
 
 

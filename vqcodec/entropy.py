@@ -57,9 +57,13 @@ def stage_bits(indices: torch.Tensor, prior: IntegerPrior) -> np.ndarray:
     codes stage s, so the first n entries are also what the first n stages cost alone."""
     bits = np.zeros(indices.shape[0])
     for stage, at, probs in _known_grid_pmfs(indices, prior):
-        symbols = indices[stage][at].numpy()
-        bits[stage] -= np.log2(probs[np.arange(len(symbols)), symbols]).sum()
+        bits[stage] = _information(probs, indices[stage][at].numpy()).sum()
     return bits
+
+
+def _information(probs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+    """-log2 of each symbol's probability ([N, K] probabilities, [N] symbols)."""
+    return -np.log2(probs[np.arange(len(symbols)), symbols])
 
 
 def encode_grid(indices: torch.Tensor, prior: IntegerPrior) -> bytes:
@@ -101,7 +105,7 @@ def decode_grid(
             symbols = decoder.decode(_FAMILY, probs)
             grid[0, stage][at] = torch.from_numpy(symbols.astype(np.int64))
             if bits is not None:
-                bits[stage][at.numpy()] = -np.log2(probs[np.arange(len(symbols)), symbols])
+                bits[stage][at.numpy()] = _information(probs, symbols)
     except (ValueError, RuntimeError, AssertionError) as e:
         raise CorruptFileError(f"payload does not decode: {e}") from None
     return grid[0, :stages]

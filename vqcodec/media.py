@@ -43,28 +43,28 @@ class RGBImage:
 ImageLike = str | Path | Image.Image | np.ndarray | RGBImage
 
 
-def _profile_name(im: Image.Image) -> str | None:
-    """The description of the image's ICC profile when its pixels need converting to sRGB
+def _source_profile(im: Image.Image) -> tuple[ImageCms.ImageCmsProfile, str] | None:
+    """The image's ICC profile and its description when its pixels need converting to sRGB
     (None: no profile, an sRGB one, or one LittleCMS cannot read, which is ignored with a
     warning)."""
     icc = im.info.get("icc_profile")
     if not icc:
         return None
     try:
-        name = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        name = ImageCms.getProfileDescription(profile).strip()
     except (OSError, ImageCms.PyCMSError):
         warnings.warn("unreadable ICC profile ignored: the pixels are taken as sRGB", stacklevel=4)
         return None
-    return None if "srgb" in name.lower() else name or "unnamed profile"
+    return None if "srgb" in name.lower() else (profile, name or "unnamed profile")
 
 
-def _to_srgb(im: Image.Image, name: str) -> tuple[Image.Image, str | None]:
+def _to_srgb(im: Image.Image, source: ImageCms.ImageCmsProfile, name: str) -> tuple[Image.Image, str | None]:
     """(`im` converted from its ICC profile to sRGB (RGB or RGBA), `name`), or (`im`, None)
     with a warning where LittleCMS cannot convert it."""
     mode = "RGBA" if "A" in im.mode or "transparency" in im.info else "RGB"
     if im.mode not in ("RGB", "RGBA", "CMYK", "L"):
         im = im.convert(mode)
-    source = ImageCms.ImageCmsProfile(io.BytesIO(im.info["icc_profile"]))
     try:
         converted = ImageCms.profileToProfile(
             im, source, ImageCms.createProfile("sRGB"), ImageCms.Intent.RELATIVE_COLORIMETRIC, mode
@@ -86,9 +86,10 @@ def _from_pil(im: Image.Image) -> RGBImage:
         im = Image.fromarray((arr >> 8).astype(np.uint8) if arr.max() > 255 else arr.astype(np.uint8), "L")
     gray = im.mode in ("1", "L", "LA", "I", "F")
     has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
-    profile = _profile_name(im)
-    if profile:
-        im, profile = _to_srgb(im, profile)
+    found = _source_profile(im)
+    profile = None
+    if found:
+        im, profile = _to_srgb(im, *found)
     if has_alpha:
         warnings.warn("alpha channel dropped: transparent areas are composited onto white", stacklevel=3)
         rgba = im.convert("RGBA")

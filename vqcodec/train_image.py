@@ -113,8 +113,8 @@ def evaluate_photos(model: ImageVQVAE, photos: list[torch.Tensor], stage_counts=
         ssim = ms_ssim(recon, photo, data_range=1.0, win_size=MSSSIM_WINDOW).item()
         sums[f"msssim_{key}"] = sums.get(f"msssim_{key}", 0.0) + ssim
 
+    device = next(model.parameters()).device
     for photo in photos:
-        device = next(model.parameters()).device
         photo = photo.to(device)
         latents = model.encoder(photo - 0.5)
         add("unquantized", model.decoder(latents) + 0.5, photo)

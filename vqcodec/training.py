@@ -8,6 +8,7 @@ batches, gradients are averaged by DDP, and rank 0 alone writes the log and the 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -37,10 +38,11 @@ class StopFlag:
         self.stop = True
 
 
-def native_bf16(device: torch.device) -> bool:
-    """Whether `device` computes bfloat16 natively: CUDA GPUs, and CPUs with AVX-512 BF16 or
-    AMX (elsewhere torch emulates it, slower than float32)."""
-    return device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+@functools.cache
+def native_bf16(device_type: str) -> bool:
+    """Whether such a device computes bfloat16 natively: CUDA GPUs, and CPUs with AVX-512 BF16
+    or AMX (elsewhere torch emulates it, slower than float32). Asked once, not every step."""
+    return device_type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ class Runtime:
         """bfloat16 mixed precision where the device computes it natively (the quantizer and the
         losses stay in float32). On this project's CPU (AVX-512 BF16) an image training step
         takes half the time it takes in float32."""
-        enabled = self.mixed_precision and native_bf16(self.device)
+        enabled = self.mixed_precision and native_bf16(self.device.type)
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def finish(self) -> None:
