@@ -734,6 +734,7 @@ def _run_training(kind: str, data: Path | None, out: Path, config: Path | None, 
             "speech_share": settings["speech_share"],
             "offered_stages": tuple(settings["offered_stages"]),
             "band_limit_share": settings["band_limit_share"],
+            "adversarial": settings["adversarial"],
         }
         card = train_audio_model(groups, out, cache, *minutes, **audio, **common)
     if card["vqvae_steps"] is None:  # a rank other than 0 of a torchrun job

@@ -4,16 +4,20 @@
 # in its own cache; the held-out evaluations land in CACHE/vqvae_eval.jsonl, and
 # `python scripts/sweep_table.py ~/.cache/vqcodec/NAME-sweep` tabulates them.
 #   bash scripts/sweep.sh image img2 [MINUTES]    (20 by default)
+#   bash scripts/sweep.sh audio aud2 20 e-snake16-gan f-snake16-istft   (only those candidates)
 #   bash scripts/sweep.sh audio aud2 [MINUTES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=$1 name=$2 minutes=${3:-20}
+shift $(($# < 3 ? $# : 3))
 data=../shared/data/$([ "$kind" = image ] && echo images || echo audio)/train
 root=${VQCODEC_SWEEP:-$HOME/.cache/vqcodec/$name-sweep}
+parallel=${VQCODEC_SWEEP_PARALLEL:-2}
 mkdir -p "$root"
 recipes=(configs/"$name"-sweep/*.toml)
-for ((i = 0; i < ${#recipes[@]}; i += 2)); do
-  for recipe in "${recipes[@]:i:2}"; do
+if (($#)); then recipes=("${@/#/configs/$name-sweep/}") && recipes=("${recipes[@]/%/.toml}"); fi
+for ((i = 0; i < ${#recipes[@]}; i += parallel)); do
+  for recipe in "${recipes[@]:i:parallel}"; do
     candidate=$(basename "$recipe" .toml)
     vqcodec train "$kind" "$data" -o "$root/$candidate" --config "$recipe" --cache "$root/$candidate" \
       --vqvae-minutes "$minutes" --prior-minutes 0 --save-every 5 --threads 1 --fresh >"$root/$candidate.out" 2>&1 &

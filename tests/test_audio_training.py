@@ -14,6 +14,7 @@ from vqcodec.errors import BadInputError
 from vqcodec.media_audio import load_audio
 from vqcodec.nets_audio import AudioNetConfig
 from vqcodec.train_audio import SegmentSampler, train_audio_vqvae
+from vqcodec.weights import load_tensors
 
 TINY_AUDIO = AudioNetConfig(base_width=4, strides=(2, 4), latent_dim=4, codebook_sizes=(8, 8))
 
@@ -165,3 +166,44 @@ def test_held_out_clips_are_evaluated_at_every_save(tmp_path):
     assert {"speech_mel_unquantized", "speech_mel_q2", "music_mel_unquantized", "music_mel_q2"} <= set(record)
     assert 1.0 <= record["speech_pesq_q2"] <= 4.6 and 0 <= record["speech_stoi_q2"] <= 1
     assert "music_pesq_q2" not in record and record["train_minutes"] > 0
+
+
+def test_istft_decoder_inverts_its_framing():
+    """The Vocos decoder's inverse STFT gives back a signal from the spectra of its frames (the
+    frame of latent t centred on the middle of hop t), edges included."""
+    import dataclasses
+
+    from vqcodec.nets_audio import ISTFTDecoder
+
+    decoder = ISTFTDecoder(dataclasses.replace(TINY_AUDIO, decoder="istft", decoder_width=8, decoder_blocks=1))
+    hop, n_fft, frames = decoder.hop, decoder.n_fft, 12
+    wave = torch.randn(2, frames * hop, dtype=torch.float64)
+    trim = (n_fft - hop) // 2
+    padded = torch.nn.functional.pad(wave, (trim, trim))
+    windowed = padded.unfold(-1, n_fft, hop) * decoder.window.double()  # [2, frames, n_fft]
+    assert windowed.shape[1] == frames
+    decoder.window = decoder.window.double()
+    recon = decoder.inverse_stft(torch.fft.rfft(windowed, dim=-1).transpose(1, 2))
+    assert recon.shape == (2, 1, frames * hop)
+    torch.testing.assert_close(recon[:, 0], wave)
+
+
+def test_adversarial_training_with_the_istft_decoder_saves_and_resumes_the_discriminators(tmp_path):
+    import dataclasses
+    import json
+
+    paths = [_tone(tmp_path / f"t{i}.wav", 24000, 0.5 + i) for i in range(2)]
+    cache = tmp_path / "cache"
+    cfg = dataclasses.replace(TINY_AUDIO, decoder="istft", decoder_width=8, decoder_blocks=2)
+    options = {"minutes": 0.02, "batch": 2, "seconds": 0.1, "cfg": cfg, "log_every": 1, "adversarial": 1.0}
+    train_audio_vqvae(paths, cache, **options)
+    record = json.loads((cache / "vqvae_log.jsonl").read_text().splitlines()[-1])
+    assert record["discriminator"] > 0 and record["adversarial"] >= 0 and record["feature_matching"] > 0
+    state = cache / "discriminator_state.safetensors"
+
+    def adam_steps() -> int:
+        return int(load_tensors(state)[0]["optim.0.step"])
+
+    assert adam_steps() == record["step"]
+    train_audio_vqvae(paths, cache, **{**options, "max_steps": record["step"] + 1})
+    assert adam_steps() == record["step"] + 1  # resumed, not restarted

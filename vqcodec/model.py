@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .nets import Decoder, Encoder, ImageNetConfig
-from .nets_audio import AudioDecoder, AudioEncoder, AudioNetConfig, activations_in_place, planar
+from .nets_audio import AudioDecoder, AudioEncoder, AudioNetConfig, ISTFTDecoder, activations_in_place, planar
 from .quantizer import ResidualVQ
 
 
@@ -46,7 +46,7 @@ class AudioVQVAE(nn.Module):
         self.cfg = cfg
         self.encoder = AudioEncoder(cfg)
         self.quantizer = ResidualVQ(cfg.latent_dim, cfg.codebook_sizes)
-        self.decoder = AudioDecoder(cfg)
+        self.decoder = ISTFTDecoder(cfg) if cfg.decoder == "istft" else AudioDecoder(cfg)
 
     @property
     def num_stages(self) -> int:
@@ -56,7 +56,8 @@ class AudioVQVAE(nn.Module):
         """Switch the encoder and decoder to their faster inference layout (`nets_audio.planar`),
         the same arithmetic on the same weights; for coding only, not for training or saving."""
         for net in (self.encoder, self.decoder):
-            net.net, net.planar = activations_in_place(planar(net.net)), True
+            if hasattr(net, "net"):
+                net.net, net.planar = activations_in_place(planar(net.net)), True
         return self
 
     def forward(self, wave: torch.Tensor, stages_per_sample: torch.Tensor):

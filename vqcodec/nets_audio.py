@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -26,6 +27,9 @@ class AudioNetConfig:
     latent_dim: int = 64
     codebook_sizes: tuple[int, ...] = (1024,) * 16
     activation: str = "elu"  # or "snake" (DAC's periodic activation, a learned frequency per channel)
+    decoder: str = "conv"  # or "istft": ConvNeXt blocks at the frame rate and an inverse STFT (Vocos)
+    decoder_width: int = 256  # of the "istft" decoder
+    decoder_blocks: int = 8
 
     @property
     def hop(self) -> int:
@@ -165,3 +169,60 @@ class AudioDecoder(nn.Module):
         if self.planar:
             return run_planar(self.net, latents)[:, :, 0, : frames * self.hop].contiguous()
         return self.net(latents.squeeze(2))[..., : frames * self.hop]
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise convolution over frames, then a pointwise MLP, scaled and added (ConvNeXt)."""
+
+    def __init__(self, width: int, blocks: int):
+        super().__init__()
+        self.depthwise = nn.Conv1d(width, width, 7, padding=3, groups=width)
+        self.norm = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 3 * width), nn.GELU(), nn.Linear(3 * width, width))
+        self.scale = nn.Parameter(torch.full((width,), 1.0 / blocks))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.mlp(self.norm(self.depthwise(x).transpose(1, 2)))
+        return x + (self.scale * y).transpose(1, 2)
+
+
+class ISTFTDecoder(nn.Module):
+    """Latents [B, D, 1, T] -> waveform [B, 1, T * hop], as Vocos: ConvNeXt blocks at the frame
+    rate predict each frame's log magnitude and phase of an STFT (FFT size 4 hop, hop = the
+    frame hop), and an inverse STFT makes the samples. All the network's work is at 75 frames/s
+    instead of 24,000 samples/s."""
+
+    def __init__(self, cfg: AudioNetConfig):
+        super().__init__()
+        width, self.hop, self.n_fft = cfg.decoder_width, cfg.hop, 4 * cfg.hop
+        self.embed = nn.Conv1d(cfg.latent_dim, width, 7, padding=3)
+        self.norm = nn.LayerNorm(width)
+        self.blocks = nn.Sequential(*(ConvNeXtBlock(width, cfg.decoder_blocks) for _ in range(cfg.decoder_blocks)))
+        self.final_norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, self.n_fft + 2)
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+        self.planar = False  # nothing to gain: no full-rate layers
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        x = self.embed(latents.squeeze(2))
+        x = self.blocks(self.norm(x.transpose(1, 2)).transpose(1, 2))
+        log_magnitude, phase = self.head(self.final_norm(x.transpose(1, 2))).float().chunk(2, -1)
+        spectrum = torch.polar(log_magnitude.clamp(max=6.0).exp(), phase)
+        return self.inverse_stft(spectrum.transpose(1, 2))
+
+    def inverse_stft(self, spectrum: torch.Tensor) -> torch.Tensor:
+        """[B, n_fft/2 + 1, T] -> [B, 1, T * hop]: overlap-add of the windowed frames divided by
+        the window's squared envelope, trimmed by (n_fft - hop) / 2 at both ends, so that frame t
+        is centred on the middle of its hop (torch.istft centres frame t on sample t * hop and
+        leaves the last hop uncovered)."""
+        frames = torch.fft.irfft(spectrum, n=self.n_fft, dim=1) * self.window[:, None]
+        count = frames.shape[-1]
+        length = (count - 1) * self.hop + self.n_fft
+
+        def overlap_add(x: torch.Tensor) -> torch.Tensor:
+            return F.fold(x, (1, length), (1, self.n_fft), stride=(1, self.hop))[:, 0, 0]
+
+        envelope = overlap_add(self.window.square()[None, :, None].expand(1, -1, count))
+        trim = (self.n_fft - self.hop) // 2
+        wave = overlap_add(frames)[:, trim : length - trim] / envelope[:, trim : length - trim].clamp_min(1e-8)
+        return wave[:, None]

@@ -5,6 +5,7 @@
               audio: music (Debian's music), speech_share (the share of speech segments),
               offered_stages (stage counts trained most, e.g. the CLI's rates [2, 4, 8, 16]),
               band_limit_share (the share of segments band-limited to 8 or 16 kHz),
+              adversarial (weight of the discriminators' losses; 0, the default: none),
               mixed_precision (bfloat16 where the GPU or CPU computes it natively; default true)
     [net]     fields of ImageNetConfig / AudioNetConfig
     [prior]   fields of PriorConfig (embed_dim, hidden, layers, kernel)
@@ -36,6 +37,7 @@ TRAIN_DEFAULTS = {
         "speech_share": 0.5,
         "offered_stages": [],
         "band_limit_share": 0.0,
+        "adversarial": 0.0,
     },
 }
 for _defaults in TRAIN_DEFAULTS.values():

@@ -18,6 +18,7 @@ import soxr
 import torch
 import torch.nn.functional as F
 
+from .adversarial import MultiScaleDiscriminator, discriminator_loss, generator_losses
 from .media_audio import list_audio, load_audio
 from .mel import mel_distance
 from .model import AudioVQVAE
@@ -33,6 +34,7 @@ from .training import (
     stages_per_sample,
     train_loop,
 )
+from .weights import load_training_state, save_training_state
 
 # Debian packages of training audio and their group. The speech ones are short words, letters and
 # syllables spoken by volunteers, one or more voices per language: the speaker variety that the
@@ -229,9 +231,12 @@ def train_audio_vqvae(
     band_limit_share: float = 0.0,
     anneal: bool = False,
     mixed_precision: bool = True,
+    adversarial: float = 0.0,
 ) -> Path:
     """Train (or resume) the audio VQ-VAE for `minutes` (or up to `max_steps`); returns the state file.
 
+    With `adversarial` > 0, multi-scale STFT discriminators train beside it and their hinge and
+    feature-matching losses, times `adversarial`, join the spectral ones (`vqcodec.adversarial`).
     Under `torchrun`, each rank runs this with its own batches (see `training.Runtime`)."""
     rt = setup_runtime(device, mixed_precision)
     cache.mkdir(parents=True, exist_ok=True)
@@ -256,6 +261,7 @@ def train_audio_vqvae(
         return {"val_mel": mel_distance(recon, val_wave, cfg.sample_rate).item()}
 
     net = rt.wrap(model)
+    critic = Critic(cache, lr, rt) if adversarial > 0 else None
 
     stream = batch_stream(sampler, batch, step, rt, workers)
 
@@ -269,6 +275,9 @@ def train_audio_vqvae(
         mel = mel_distance(recon, wave, cfg.sample_rate)
         # Spectral terms make it sound right; the small waveform term keeps the phase anchored.
         loss = 0.1 * F.l1_loss(recon, wave) + spectral + 2.0 * mel + commit_weight * commit
+        gan = critic.step(wave, recon) if critic else {}
+        if gan:
+            loss = loss + adversarial * (gan["adversarial"] + gan["feature_matching"])
 
         def log_values():
             return {
@@ -276,6 +285,7 @@ def train_audio_vqvae(
                 "mel": mel.item(),
                 "commit": commit.item(),
                 "code_usage": [round(u, 3) for u in usage],
+                **{k: round(v.item(), 4) for k, v in gan.items()},
             }
 
         return loss, log_values
@@ -297,8 +307,37 @@ def train_audio_vqvae(
         validate=validate,
         evaluate=lambda: evaluate_clips(model, clips),
         anneal=anneal,
+        on_save=critic.save if critic else None,
     )
     return state_path
+
+
+class Critic:
+    """The discriminators of adversarial training and their optimizer (Adam, betas 0.5 / 0.9
+    as EnCodec and DAC), saved beside the VQ-VAE's state and resumed from it."""
+
+    def __init__(self, cache: Path, lr: float, rt):
+        self.path, self.rt = cache / "discriminator_state.safetensors", rt
+        self.disc = MultiScaleDiscriminator().to(rt.device)
+        self.optimizer = torch.optim.Adam(self.disc.parameters(), lr=lr, betas=(0.5, 0.9))
+        if self.path.exists():
+            load_training_state(self.path, self.disc, self.optimizer)
+        self.net = rt.wrap(self.disc)
+
+    def step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One update of the discriminators, then the generator's losses against them."""
+        with self.rt.autocast():
+            loss = discriminator_loss(self.net, real, fake)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.disc.parameters(), 1.0)
+        self.optimizer.step()
+        with self.rt.autocast():
+            adversarial, matching = generator_losses(self.net, real, fake)
+        return {"discriminator": loss.detach(), "adversarial": adversarial, "feature_matching": matching}
+
+    def save(self) -> None:
+        save_training_state(self.path, self.disc, self.optimizer, {})
 
 
 def training_audio(shared_train: Path, cache: Path) -> dict[str, list[Path]]:
@@ -359,6 +398,7 @@ def train_audio_model(
     band_limit_share: float = 0.0,
     anneal: bool = False,
     mixed_precision: bool = True,
+    adversarial: float = 0.0,
 ) -> dict:
     """Rebuild a shipped audio model: resume the VQ-VAE, train the prior, export both (with
     `prior_minutes` <= 0 only the VQ-VAE trains). Writes `out` and its .json training report.
@@ -384,6 +424,7 @@ def train_audio_model(
             band_limit_share=band_limit_share,
             anneal=anneal,
             mixed_precision=mixed_precision,
+            adversarial=adversarial,
         )
     rt.finish()  # the prior trains in one process: the other ranks are done
     if not rt.main:
@@ -415,6 +456,7 @@ def train_audio_model(
             "speech_share": speech_share,
             "offered_stages": list(offered_stages),
             "band_limit_share": band_limit_share,
+            "adversarial": adversarial,
         },
     }
     return export_model(out, name, vqvae, prior, report, cache, vqvae_steps, data_meta)

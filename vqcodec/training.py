@@ -149,6 +149,7 @@ def train_loop(
     runtime: Runtime | None = None,
     validate: Callable[[], dict] | None = None,
     evaluate: Callable[[], dict] | None = None,
+    on_save: Callable[[], None] | None = None,
 ) -> int:
     """Run optimisation steps for `minutes` (or up to `max_steps`); `next_loss(step)` gives
     (loss, a function returning the values to log). Returns the step count reached, the state
@@ -162,7 +163,8 @@ def train_loop(
     held-out metrics for each log line; a progress bar shows them on a terminal. `evaluate()`
     gives the slower held-out metrics written to the evaluation log (beside `log_path`,
     `*_eval.jsonl`) at every save, with the training minutes of all runs so far
-    (`meta["train_seconds"]`: those before this run, as `resume_vqvae` found them)."""
+    (`meta["train_seconds"]`: those before this run, as `resume_vqvae` found them).
+    `on_save()` saves what else the step trains (a discriminator) with the state."""
     runtime = runtime or Runtime(torch.device("cpu"))
     stop = StopFlag()
     model.train()
@@ -173,6 +175,8 @@ def train_loop(
     def save() -> None:
         trained = seconds_before + time.time() - t_start
         save_training_state(state_path, model, optimizer, {**meta, "step": step, "train_seconds": trained})
+        if on_save:
+            on_save()
         if evaluate:
             record = {"step": step, "time": time.time(), "train_minutes": round(trained / 60, 2), **evaluate()}
             with open(eval_path, "a") as f:
