@@ -6,6 +6,8 @@
 #   bash scripts/sweep.sh image img2 [MINUTES]    (20 by default)
 #   bash scripts/sweep.sh audio aud2 20 e-snake16-gan f-snake16-istft   (only those candidates)
 #   bash scripts/sweep.sh audio aud2 [MINUTES]
+# With VQCODEC_SWEEP_FROM=WEIGHTS (e.g. models/aud1.safetensors) every candidate starts from those
+# weights instead of from scratch (the layers its network shares with them; the rest is new).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=$1 name=$2 minutes=${3:-20}
@@ -18,9 +20,12 @@ recipes=(configs/"$name"-sweep/*.toml)
 if (($#)); then recipes=("${@/#/configs/$name-sweep/}") && recipes=("${recipes[@]/%/.toml}"); fi
 for ((i = 0; i < ${#recipes[@]}; i += parallel)); do
   for recipe in "${recipes[@]:i:parallel}"; do
-    candidate=$(basename "$recipe" .toml)
+    candidate=$(basename "$recipe" .toml) start=--fresh
+    if [ -n "${VQCODEC_SWEEP_FROM:-}" ]; then
+      rm -rf "${root:?}/$candidate" && cp "$VQCODEC_SWEEP_FROM" "$root/$candidate.safetensors" && start=
+    fi
     vqcodec train "$kind" "$data" -o "$root/$candidate" --config "$recipe" --cache "$root/$candidate" \
-      --vqvae-minutes "$minutes" --prior-minutes 0 --save-every 5 --threads 1 --fresh >"$root/$candidate.out" 2>&1 &
+      --vqvae-minutes "$minutes" --prior-minutes 0 --save-every 5 --threads 1 $start >"$root/$candidate.out" 2>&1 &
   done
   wait
 done
