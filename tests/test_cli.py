@@ -159,7 +159,7 @@ def test_audio_on_stdin_is_recognised(tmp_path):
     src = _write_sound(tmp_path / "a.wav", channels=1)
     result = CliRunner().invoke(main, ["compress", "-", "-m", "tinyaudio"], input=src.read_bytes())
     assert result.exit_code == 0
-    assert result.stdout_bytes[:5] == b"VQC\x01\x01"
+    assert result.stdout_bytes[:5] == b"VQC\x02\x01"
 
 
 def test_bad_audio_exit_status(tmp_path):

@@ -113,8 +113,9 @@ def test_nan_and_junk_are_refused(tmp_path):
 def test_a_damaged_chunk_is_named():
     data = bytearray(codec_audio.compress_audio((_signal(3.0), RATE), model="tinyaudio"))
     header, chunks = container.unpack_audio(bytes(data))
-    target = chunks[1]  # segment 2
-    data[bytes(data).index(target.payload) + len(target.payload) // 2] ^= 0x10
+    first = chunks[0]  # segment 1; its record ends where segment 2's payloads start
+    start = container._header_length(bytes(data)) + 4 + first.size + 4 + 4 * first.stages
+    data[start + chunks[1].size // 2] ^= 0x10
     with pytest.raises(CorruptFileError, match="segment 2, stream 1"):
         codec_audio.decompress_audio(bytes(data))
 
@@ -126,11 +127,11 @@ def test_image_model_is_refused_for_audio():
 
 def test_huge_claimed_duration_is_refused_before_decoding():
     header = container.AudioHeader(0, "tinyaudio", b"abcd", 8000, 1, 8000 * 86400 * 10, 600 * 86400 * 10, (4,))
-    head = container.pack_audio(header, [container.AudioChunk(0, 0, b"", 0, 0)] * header.segments)
+    head = container.pack_audio(header, [container.new_chunk("", [], [])] * header.segments)
     with pytest.raises(CorruptFileError, match="over the limit"):
         container.unpack_audio(head)
     small = container.AudioHeader(0, "tinyaudio", b"abcd", 8000, 1, 8000 * 60, 600 * 60, (4,))
-    data = container.pack_audio(small, [container.AudioChunk(0, 0, b"", 0, 0)] * small.segments)
+    data = container.pack_audio(small, [container.new_chunk("", [], [])] * small.segments)
     with pytest.raises(CorruptFileError, match="over the limit"):
         container.unpack_audio(data, max_seconds=30)
 

@@ -140,7 +140,7 @@ def vqcodec_audio_codec(model: str, device: str, rates: tuple[float, ...] = OURS
         header, chunks = container.unpack_audio(data)
         sizes = codec_audio.load_audio_model(model, device).vqvae.cfg.codebook_sizes
         raw = sum(sum(math.log2(k) for k in sizes[:q]) for q in header.stages) * header.frames
-        payload = 8 * sum(len(c.payload) for c in chunks)
+        payload = 8 * sum(c.size for c in chunks)
         return {"stages": list(header.stages), "raw_index_bits": raw, "payload_bits": payload}
 
     return AudioCodec("vqcodec", f"vqcodec audio model {model}", rates, encode, decode, details)

@@ -12,7 +12,6 @@ the image. A tile is also a chunk of the file: its indices are range coded indep
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -22,7 +21,7 @@ from PIL import Image
 from . import catalog, container
 from .catalog import DEFAULT_QUALITY
 from .container import CHUNK_LATENTS, DEFAULT_MAX_PIXELS, Header
-from .entropy import decode_grid, encode_grid, stage_bits
+from .entropy import decode_chunk, encode_chunk, indices_crc, stage_bits
 from .errors import CorruptFileError, MissingModelError, UsageError
 from .media import ImageLike, RGBImage, load_image, to_pil
 from .quantizer import SEARCH_BEAM, SEARCHED_STAGES
@@ -54,13 +53,6 @@ def _tiles(h: int, w: int, tile: int, halo: int):
     for top in _regions(h, tile, halo):
         for left in _regions(w, tile, halo):
             yield top, left
-
-
-def indices_crc(chunks: list[torch.Tensor]) -> int:
-    crc = 0
-    for chunk in chunks:
-        crc = zlib.crc32(chunk.to(torch.int16).numpy().astype("<i2").tobytes(), crc)
-    return crc
 
 
 def encode_indices(model: CodecModel, pixels: np.ndarray, quality: int) -> list[torch.Tensor]:
@@ -108,14 +100,20 @@ def decode_pixels(model: CodecModel, indices: torch.Tensor, height: int, width: 
 
 
 def compress(
-    image: ImageLike, quality: int = DEFAULT_QUALITY, model: str = DEFAULT_IMAGE_MODEL, device: str = "auto"
+    image: ImageLike,
+    quality: int = DEFAULT_QUALITY,
+    model: str = DEFAULT_IMAGE_MODEL,
+    device: str = "auto",
+    keep_metadata: bool = False,
 ) -> bytes:
     """Compress an image (path, PIL image or HxWx3 uint8 array) into the bytes of a .vqc file.
 
     `quality` is the number of residual quantizer stages used: 1 (smallest) .. the model's
-    number of stages (best).
+    number of stages (best). With `keep_metadata`, the source's EXIF, XMP and ICC profile are
+    stored and given back by `decompress` (its pixels are then coded as they are, in the
+    profile's colours, instead of converted to sRGB).
     """
-    rgb = load_image(image)
+    rgb = load_image(image, keep_metadata)
     codec_model = load_image_model(model, pick_device(device))
     catalog.check_quality(codec_model.meta, quality)
     return _pack(codec_model, rgb, quality, encode_indices(codec_model, rgb.pixels, quality))
@@ -133,12 +131,14 @@ def _header(codec_model: CodecModel, rgb: RGBImage, quality: int) -> Header:
         width=w,
         height=h,
         quality=quality,
+        metadata=rgb.metadata,
     )
 
 
-def _pack(codec_model: CodecModel, rgb: RGBImage, quality: int, chunks: list[torch.Tensor]) -> bytes:
-    payloads = [encode_grid(chunk, codec_model.prior) for chunk in chunks]
-    return container.pack(_header(codec_model, rgb, quality), payloads, indices_crc(chunks))
+def _pack(codec_model: CodecModel, rgb: RGBImage, quality: int, grids: list[torch.Tensor]) -> bytes:
+    labels = map(container.image_chunk_label, range(len(grids)))
+    chunks = [encode_chunk(grid, codec_model.prior, label) for grid, label in zip(grids, labels, strict=True)]
+    return container.pack(_header(codec_model, rgb, quality), chunks)
 
 
 def compress_to_target(
@@ -147,6 +147,7 @@ def compress_to_target(
     min_psnr: float | None = None,
     model: str = DEFAULT_IMAGE_MODEL,
     device: str = "auto",
+    keep_metadata: bool = False,
 ) -> tuple[bytes, int, float | None]:
     """The best file of at most `max_bytes` (the most stages that fit), or the smallest whose
     PSNR reaches `min_psnr` dB: (file, quality, its PSNR with a PSNR target). One target, whole
@@ -158,7 +159,7 @@ def compress_to_target(
     `SEARCHED_STAGES` stages the search may choose other codes)."""
     if (max_bytes is None) == (min_psnr is None):
         raise UsageError("give one target: a size in bytes or a PSNR")
-    rgb = load_image(image)
+    rgb = load_image(image, keep_metadata)
     codec_model = load_image_model(model, pick_device(device))
     latents = encode_latents(codec_model, rgb.pixels)  # the network runs once, whatever the level
     chunks = search_codes(codec_model, latents, codec_model.num_stages)
@@ -175,9 +176,11 @@ def compress_to_target(
 
 
 def _fit_size(codec_model, rgb, chunks, max_bytes: int, encoded) -> tuple[bytes, int]:
-    # Each chunk's payload: its bits in whole 32-bit words, and about one word of flush.
-    words = np.ceil(np.array([np.cumsum(stage_bits(c, codec_model.prior)) for c in chunks]) / 32) + 1
-    overhead = len(container.pack(_header(codec_model, rgb, 1), [b""] * len(chunks), 0)) + len(chunks)
+    # Each stage's payload: its bits in whole 32-bit words and about one word of flush, a
+    # length field and its indices CRC.
+    words = np.ceil(np.array([stage_bits(c, codec_model.prior) for c in chunks]) / 32) + 1
+    overhead = len(container.pack(_header(codec_model, rgb, 0), [container.new_chunk("", [], [])] * len(chunks)))
+    estimates = overhead + np.cumsum(4 * words.sum(0) + 6 * len(chunks))  # bytes of the first n stages
     estimates = overhead + 4 * words.sum(0)  # bytes of the first n stages, n = 1, 2, ...
     slack = 8 * len(chunks)  # how far off an estimate may be
     quality = max(1, int(np.searchsorted(estimates, max_bytes, side="right")))
@@ -222,47 +225,68 @@ def read_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Header:
     return container.unpack(data, max_pixels)[0]
 
 
-def decode_indices(data: bytes, device: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS):
-    """Parse a .vqc file and range-decode its indices: (header, model, [q, h, w] indices)."""
-    return decode_indices_and_bits(data, device, max_pixels, with_bits=False)[:3]
+def decode_indices(data: bytes, device: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS, stages: int | None = None):
+    """Parse a .vqc file and range-decode its indices (the first `stages` stages of each chunk,
+    all by default): (header, model, [q, h, w] indices)."""
+    return decode_indices_and_bits(data, device, max_pixels, with_bits=False, stages=stages)[:3]
 
 
 def decode_indices_and_bits(
-    data: bytes, device: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS, with_bits: bool = True
+    data: bytes,
+    device: str = "auto",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    with_bits: bool = True,
+    stages: int | None = None,
 ):
     """`decode_indices` and the information of each index in bits ([q, h, w] float64; None
     without `with_bits`), from the probabilities the decoder used."""
-    header, payloads, crc = container.unpack(data, max_pixels)
+    header, chunks = container.unpack(data, max_pixels)
     model = load_image_model(header.model_name, pick_device(device))
     if model.hash != header.model_hash:
         raise MissingModelError(
             f"file was made with a different version of model '{header.model_name}' "
             f"(weights {header.model_hash.hex()}, installed {model.hash.hex()})"
         )
-    if not 1 <= header.quality <= model.num_stages:
-        raise CorruptFileError(f"quality {header.quality} is outside 1..{model.num_stages}")
+    if not 1 <= header.quality <= model.num_stages or min(c.stages for c in chunks) < 1:
+        raise CorruptFileError(f"stage counts outside 1..{model.num_stages}")
+    q = header.quality if stages is None else max(1, min(stages, header.quality))
     h, w = header.latent_shape
-    bits = np.zeros((header.quality, h, w)) if with_bits else None
-    chunks = []
-    for payload, (top, left, ch, cw) in zip(payloads, header.chunk_grid(), strict=True):
-        chunk_bits = bits[:, top : top + ch, left : left + cw] if with_bits else None
-        chunks.append(decode_grid(payload, model.prior, header.quality, ch, cw, chunk_bits))
-    if indices_crc(chunks) != crc:
-        raise CorruptFileError("decoded indices fail their CRC: file damaged or decoded with a different prior")
-    return header, model, _joined(chunks, header), bits
+    bits = np.zeros((q, h, w)) if with_bits else None
+    grids = []
+    for chunk, (top, left, ch, cw) in zip(chunks, header.chunk_grid(), strict=True):
+        chunk_bits = bits[: min(q, chunk.stages), top : top + ch, left : left + cw] if with_bits else None
+        grids.append(decode_chunk(chunk, model.prior, ch, cw, q, chunk_bits))
+    if header.indices_crc is not None:  # version 1: one CRC of all chunks' indices
+        crc = 0
+        for grid in grids:
+            crc = indices_crc(grid, crc)
+        if crc != header.indices_crc:
+            raise CorruptFileError("decoded indices fail their CRC: file damaged or decoded with a different prior")
+    return header, model, _joined(grids, header), bits
 
 
 def _joined(chunks: list[torch.Tensor], header: Header) -> torch.Tensor:
-    """The chunks' [q, ch, cw] grids as one [q, h, w] grid of the image's latents."""
+    """The chunks' [q_c, ch, cw] grids as one [q, h, w] grid of the image's latents, q the most
+    stages of any chunk; the stages a chunk lacks are -1 (no code: `ResidualVQ.decode`)."""
     h, w = header.latent_shape
-    indices = torch.zeros(chunks[0].shape[0], h, w, dtype=torch.int64)
+    indices = torch.full((max(c.shape[0] for c in chunks), h, w), -1, dtype=torch.int64)
     for chunk, (top, left, ch, cw) in zip(chunks, header.chunk_grid(), strict=True):
-        indices[:, top : top + ch, left : left + cw] = chunk
+        indices[: chunk.shape[0], top : top + ch, left : left + cw] = chunk
     return indices
 
 
-def decompress(data: bytes, device: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode the bytes of a .vqc file into a PIL image (RGB, or L for grayscale sources)."""
-    header, model, indices = decode_indices(data, device, max_pixels)
+def decompress(
+    data: bytes, device: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS, stages: int | None = None
+) -> Image.Image:
+    """Decode the bytes of a .vqc file into a PIL image (RGB, or L for grayscale sources); with
+    `stages`, from the first `stages` stages of each chunk only (a smaller quality, without
+    decoding the rest). Metadata kept by `compress(keep_metadata=True)` is in the image's
+    `info` ("exif", "icc_profile", "xmp"), as Pillow's readers put it."""
+    header, model, indices = decode_indices(data, device, max_pixels, stages)
     pixels = decode_pixels(model, indices, header.height, header.width)
-    return to_pil(pixels, bool(header.flags & container.FLAG_GRAY))
+    image = to_pil(pixels, bool(header.flags & container.FLAG_GRAY))
+    image.info.update({METADATA_INFO_KEYS[name]: value for name, value in header.metadata})
+    return image
+
+
+METADATA_INFO_KEYS = {"exif": "exif", "icc": "icc_profile", "xmp": "xmp"}  # file record -> PIL info key

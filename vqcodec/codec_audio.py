@@ -18,7 +18,6 @@ import ctypes
 import functools
 import io
 import sys
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,8 @@ import torch
 from . import catalog, container
 from .catalog import DEFAULT_BITRATE
 from .codec import pick_device
-from .container import SEGMENT_FRAMES, AudioChunk, AudioHeader
-from .entropy import decode_grid, encode_grid
+from .container import SEGMENT_FRAMES, AudioHeader, Chunk
+from .entropy import decode_chunk, encode_chunk
 from .errors import BadInputError, CorruptFileError, MissingModelError
 from .quantizer import SEARCH_BEAM
 from .registry import DEFAULT_AUDIO_MODEL, CodecModel, load_audio_model
@@ -167,10 +166,6 @@ def _to_channels(streams: np.ndarray, mid_side: bool) -> np.ndarray:
     return streams.T
 
 
-def _grid_crc(grid: torch.Tensor) -> int:
-    return zlib.crc32(grid.to(torch.int16).numpy().astype("<i2").tobytes())
-
-
 class _Resampler:
     """soxr streaming resampler, or a pass-through when the rates are equal."""
 
@@ -196,18 +191,13 @@ def _encode_segment(model: CodecModel, window: np.ndarray, frames: int, stages: 
     return grids
 
 
-def _chunk(model: CodecModel, segment: int, stream: int, grid: torch.Tensor) -> AudioChunk:
-    payload = encode_grid(grid, model.prior) if len(grid) else b""
-    return AudioChunk(segment, stream, payload, zlib.crc32(payload), _grid_crc(grid))
-
-
 def encode_audio(
     audio: AudioLike,
     bitrate: float = DEFAULT_BITRATE,
     model: str = DEFAULT_AUDIO_MODEL,
     device: str = "auto",
     progress: Progress | None = None,
-) -> tuple[AudioHeader, list[AudioChunk], list[list[torch.Tensor]]]:
+) -> tuple[AudioHeader, list[Chunk], list[list[torch.Tensor]]]:
     """The encoder: (header, chunks, indices of every segment and stream)."""
     _allocator()
     source = open_source(audio)
@@ -219,7 +209,7 @@ def encode_audio(
     # `held` holds model-rate samples from absolute position `held_start` on; the first
     # segment's left context is silence, as for a convolution over the whole file.
     held, held_start = np.zeros((len(stages), halo), np.float32), -halo
-    chunks: list[AudioChunk] = []
+    chunks: list[Chunk] = []
     all_indices: list[list[torch.Tensor]] = []
     length = 0
 
@@ -237,7 +227,8 @@ def encode_audio(
             window = held[:, start - held_start : start - held_start + frames * hop + 2 * halo]
             grids = _encode_segment(codec_model, window, frames, stages)
             all_indices.append(grids)
-            chunks.extend(_chunk(codec_model, seg, s, g) for s, g in enumerate(grids))
+            labels = [container.audio_chunk_label(seg * len(grids) + s, len(grids)) for s in range(len(grids))]
+            chunks.extend(encode_chunk(g, codec_model.prior, label) for g, label in zip(grids, labels, strict=True))
             held, held_start = held[:, start + seg_len - held_start :], start + seg_len
             _release_freed_memory()
             if progress:
@@ -286,7 +277,7 @@ def compress_audio(
 
 def open_audio_file(
     data: bytes, device: str = "auto", max_seconds: float = container.DEFAULT_MAX_SECONDS
-) -> tuple[AudioHeader, list[AudioChunk], CodecModel]:
+) -> tuple[AudioHeader, list[Chunk], CodecModel]:
     """Parse an audio .vqc file and find its model (checking name, hash and stage counts)."""
     header, chunks = container.unpack_audio(data, max_seconds)
     model = load_audio_model(header.model_name, pick_device(device))
@@ -302,26 +293,15 @@ def open_audio_file(
     return header, chunks, model
 
 
-def _decode_chunk(
-    model: CodecModel, header: AudioHeader, chunk: AudioChunk, bits: np.ndarray | None = None
-) -> torch.Tensor:
-    chunk.check()
-    q, frames = header.stages[chunk.stream], header.segment_frames(chunk.segment)
-    empty = torch.zeros(0, 1, frames, dtype=torch.int64)
-    grid = decode_grid(chunk.payload, model.prior, q, 1, frames, bits) if q else empty
-    if _grid_crc(grid) != chunk.indices_crc:
-        raise CorruptFileError(
-            f"segment {chunk.segment + 1}, stream {chunk.stream + 1}: decoded indices fail their CRC "
-            "(file damaged or decoded with a different prior)"
-        )
-    return grid
-
-
 def decode_audio_indices(
-    data: bytes, device: str = "auto", max_seconds: float = container.DEFAULT_MAX_SECONDS
+    data: bytes,
+    device: str = "auto",
+    max_seconds: float = container.DEFAULT_MAX_SECONDS,
+    stages: tuple[int, ...] | None = None,
 ) -> Iterator[list[torch.Tensor]]:
-    """Indices of each segment, one [q_s, 1, frames] grid per stream, checked by their CRCs."""
-    yield from _segments(*open_audio_file(data, device, max_seconds))
+    """Indices of each segment, one [q_s, 1, frames] grid per stream, checked by their CRCs
+    (with `stages`, at most that many stages of each stream)."""
+    yield from _segments(*open_audio_file(data, device, max_seconds), stages=stages)
 
 
 # Told each decoded segment's grids and the information of their indices in bits (one
@@ -330,13 +310,19 @@ SegmentListener = Callable[[list[torch.Tensor], list[np.ndarray]], None]
 
 
 def _segments(
-    header: AudioHeader, chunks: list[AudioChunk], model: CodecModel, listener: SegmentListener | None = None
+    header: AudioHeader,
+    chunks: list[Chunk],
+    model: CodecModel,
+    listener: SegmentListener | None = None,
+    stages: tuple[int, ...] | None = None,
 ) -> Iterator[list[torch.Tensor]]:
+    limits = stages or header.stages
     for seg in range(header.segments):
+        frames = header.segment_frames(seg)
         streams = chunks[seg * header.channels : (seg + 1) * header.channels]
-        shapes = [(header.stages[c.stream], 1, header.segment_frames(seg)) for c in streams]
-        bits = [np.zeros(shape) if listener else None for shape in shapes]
-        grids = [_decode_chunk(model, header, c, b) for c, b in zip(streams, bits, strict=True)]
+        counts = [min(c.stages, q) for c, q in zip(streams, limits, strict=True)]
+        bits = [np.zeros((q, 1, frames)) if listener else None for q in counts]
+        grids = [decode_chunk(c, model.prior, 1, frames, q, b) for c, q, b in zip(streams, counts, bits, strict=True)]
         if listener:
             listener(grids, bits)
         yield grids
@@ -349,7 +335,9 @@ def _synthesize(model: CodecModel, context: list[list[torch.Tensor]], first: int
     hop = model.vqvae.cfg.hop
     out = []
     for stream in range(len(context[0])):
-        grid = torch.cat([seg[stream] for seg in context], -1)
+        grids = [seg[stream] for seg in context]
+        q = max(len(g) for g in grids)  # a segment coded with fewer stages has no code (-1) for the rest
+        grid = torch.cat([torch.nn.functional.pad(g, (0, 0, 0, 0, 0, q - len(g)), value=-1) for g in grids], -1)
         if not len(grid):  # a stream coded with no stage is silent
             out.append(torch.zeros(frames * hop))
             continue
@@ -366,9 +354,11 @@ def decode_audio_blocks(
     max_seconds: float = container.DEFAULT_MAX_SECONDS,
     progress: Progress | None = None,
     listener: SegmentListener | None = None,
+    stages: tuple[int, ...] | None = None,
 ) -> tuple[AudioHeader, Iterator[np.ndarray]]:
     """(header, blocks [n, channels] float32 at the source rate), decoded segment by segment;
-    `listener` is told each segment's indices and their bits as they are decoded."""
+    `listener` is told each segment's indices and their bits as they are decoded. With
+    `stages`, from at most that many stages of each stream (a lower bitrate, decoding no more)."""
     _allocator()
     header, chunks, model = open_audio_file(data, device, max_seconds)
     rate, hop = model.vqvae.cfg.sample_rate, model.vqvae.cfg.hop
@@ -377,7 +367,7 @@ def decode_audio_blocks(
 
     def blocks() -> Iterator[np.ndarray]:
         resample = _Resampler(rate, header.sample_rate, header.channels)
-        segments = _segments(header, chunks, model, listener)
+        segments = _segments(header, chunks, model, listener, stages)
         window = [next(segments)] if header.segments else []
         written = 0
         for seg in range(header.segments):
@@ -405,9 +395,11 @@ def decompress_audio(
     device: str = "auto",
     max_seconds: float = container.DEFAULT_MAX_SECONDS,
     listener: SegmentListener | None = None,
+    stages: tuple[int, ...] | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Decode the bytes of an audio .vqc file: (samples [channels, n] float32, sample rate)."""
-    header, blocks = decode_audio_blocks(data, device, max_seconds, listener=listener)
+    """Decode the bytes of an audio .vqc file: (samples [channels, n] float32, sample rate);
+    `stages` as for decode_audio_blocks."""
+    header, blocks = decode_audio_blocks(data, device, max_seconds, listener=listener, stages=stages)
     parts = list(blocks)
     samples = np.concatenate(parts) if parts else np.zeros((0, header.channels), np.float32)
     return np.ascontiguousarray(samples.T), header.sample_rate

@@ -48,12 +48,12 @@ class Inspection:
 
 def inspect_image(data: bytes, device: str = "auto") -> Inspection:
     header, model, indices, bits = codec.decode_indices_and_bits(data, device)
-    _, payloads, _ = container.unpack(data)
+    _, chunks = container.unpack(data)
     pixels = codec.decode_pixels(model, indices, header.height, header.width)
     return Inspection(
         "image",
         [bits],
-        8 * sum(len(p) for p in payloads),
+        8 * sum(c.size for c in chunks),
         8 * len(data),
         indices[0].numpy(),
         model.vqvae.cfg.codebook_sizes,
@@ -79,7 +79,7 @@ def inspect_audio(data: bytes, device: str = "auto") -> Inspection:
     return Inspection(
         "audio",
         bits,
-        8 * sum(len(c.payload) for c in chunks),
+        8 * sum(c.size for c in chunks),
         8 * len(data),
         streams[0][:1, 0] if streams[0].shape[0] else np.zeros((1, 0), int),
         model.vqvae.cfg.codebook_sizes,

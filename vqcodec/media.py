@@ -7,7 +7,9 @@
 - an image with an ICC profile other than sRGB (Display P3, Adobe RGB, a CMYK press
   profile, ...) is converted to sRGB by LittleCMS (Pillow's ImageCms, relative colorimetric),
   with a warning: the codec codes sRGB pixels, as viewers show an image without a profile;
-- animated images: the first frame is coded, with a warning.
+- animated images: the first frame is coded, with a warning;
+- metadata (EXIF, XMP, the ICC profile) is dropped, unless it is asked to be kept: then an RGB
+  or gray ICC profile is kept with the pixels as they are, instead of converting them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps
+from PIL import Image, ImageCms, ImageOps, PngImagePlugin
 
 from .catalog import IMAGE_SUFFIXES
 from .errors import BadInputError
@@ -38,6 +40,7 @@ class RGBImage:
     gray: bool = False
     alpha_dropped: bool = False
     converted_from: str | None = None  # the ICC profile the pixels were converted to sRGB from
+    metadata: tuple[tuple[str, bytes], ...] = ()  # ("exif" | "icc" | "xmp", bytes) to keep
 
 
 ImageLike = str | Path | Image.Image | np.ndarray | RGBImage
@@ -76,17 +79,43 @@ def _to_srgb(im: Image.Image, source: ImageCms.ImageCmsProfile, name: str) -> tu
     return converted, name
 
 
-def _from_pil(im: Image.Image) -> RGBImage:
+def _profile_fits(im: Image.Image) -> bool:
+    """Whether the image's ICC profile describes the pixels the codec gives back (an RGB
+    profile for colour, a gray one for grayscale), so that keeping it keeps the colours."""
+    try:
+        space = ImageCms.ImageCmsProfile(io.BytesIO(im.info["icc_profile"])).profile.xcolor_space.strip()
+    except (OSError, ImageCms.PyCMSError):
+        return False
+    return space == ("GRAY" if im.mode in ("1", "L", "LA", "I", "F", "I;16", "I;16B", "I;16L") else "RGB")
+
+
+def _metadata(im: Image.Image) -> tuple[tuple[str, bytes], ...]:
+    """The EXIF (its orientation already applied to the pixels), ICC profile (where it fits the
+    pixels) and XMP of an image, as bytes (EXIF as JPEG stores it, starting with "Exif\\0\\0")."""
+    records = []
+    exif = im.info.get("exif")
+    if exif:
+        records.append(("exif", exif if exif.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + exif))
+    if im.info.get("icc_profile") and _profile_fits(im):
+        records.append(("icc", im.info["icc_profile"]))
+    xmp = im.info.get("xmp")
+    if xmp:
+        records.append(("xmp", xmp.encode() if isinstance(xmp, str) else bytes(xmp)))
+    return tuple(records)
+
+
+def _from_pil(im: Image.Image, keep_metadata: bool = False) -> RGBImage:
     if getattr(im, "n_frames", 1) > 1:
         warnings.warn("animated image: only the first frame is coded", stacklevel=3)
     im = ImageOps.exif_transpose(im)
+    metadata = _metadata(im) if keep_metadata else ()
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit grayscale: keep the 8 most significant bits.
         arr = np.asarray(im).astype(np.uint32)
         im = Image.fromarray((arr >> 8).astype(np.uint8) if arr.max() > 255 else arr.astype(np.uint8), "L")
     gray = im.mode in ("1", "L", "LA", "I", "F")
     has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
-    found = _source_profile(im)
+    found = None if any(name == "icc" for name, _ in metadata) else _source_profile(im)
     profile = None
     if found:
         im, profile = _to_srgb(im, *found)
@@ -95,7 +124,7 @@ def _from_pil(im: Image.Image) -> RGBImage:
         rgba = im.convert("RGBA")
         im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
     rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    return RGBImage(np.ascontiguousarray(rgb), gray=gray, alpha_dropped=has_alpha, converted_from=profile)
+    return RGBImage(np.ascontiguousarray(rgb), gray, has_alpha, profile, metadata)
 
 
 def _from_array(arr: np.ndarray) -> RGBImage:
@@ -116,20 +145,21 @@ def _from_array(arr: np.ndarray) -> RGBImage:
     return RGBImage(np.ascontiguousarray(arr))
 
 
-def load_image(source: ImageLike) -> RGBImage:
-    """Read a path, PIL image or numpy array; raises BadInputError with a one-line reason."""
+def load_image(source: ImageLike, keep_metadata: bool = False) -> RGBImage:
+    """Read a path, PIL image or numpy array; raises BadInputError with a one-line reason.
+    With `keep_metadata`, the image's EXIF, XMP and ICC profile come with it (`RGBImage.metadata`)."""
     if isinstance(source, RGBImage):
         return source
     if isinstance(source, np.ndarray):
         image = _from_array(source)
     elif isinstance(source, Image.Image):
-        image = _from_pil(source)
+        image = _from_pil(source, keep_metadata)
     else:
         path = Path(source)
         try:
             with Image.open(path) as im:
                 im.load()
-                image = _from_pil(im)
+                image = _from_pil(im, keep_metadata)
         except FileNotFoundError:
             raise BadInputError(f"{path}: no such file") from None
         except Image.DecompressionBombError:
@@ -145,3 +175,23 @@ def load_image(source: ImageLike) -> RGBImage:
 def to_pil(pixels: np.ndarray, gray: bool) -> Image.Image:
     im = Image.fromarray(pixels, "RGB")
     return im.convert("L") if gray else im
+
+
+def image_file_bytes(image: Image.Image, fmt: str) -> bytes:
+    """`image` as a file of Pillow format `fmt` (PNG, WEBP, ...; lossless), with the EXIF, ICC
+    profile and XMP in its `info` written where the format holds them (all three in PNG and WebP)."""
+    # PNG at zlib level 3: 2.5x faster to write than Pillow's default 6, 3 % larger (Kodak).
+    options: dict = {"WEBP": {"lossless": True}, "PNG": {"compress_level": 3}}.get(fmt, {}).copy()
+    info = image.info
+    if info.get("icc_profile") and fmt in ("PNG", "WEBP", "TIFF"):
+        options["icc_profile"] = info["icc_profile"]
+    if info.get("exif") and fmt in ("PNG", "WEBP"):
+        options["exif"] = info["exif"]
+    if info.get("xmp") and fmt == "WEBP":
+        options["xmp"] = info["xmp"]
+    if info.get("xmp") and fmt == "PNG":
+        options["pnginfo"] = PngImagePlugin.PngInfo()
+        options["pnginfo"].add_itxt("XML:com.adobe.xmp", info["xmp"].decode("utf-8", "replace"))
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **options)
+    return buf.getvalue()

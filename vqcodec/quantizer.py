@@ -118,11 +118,14 @@ class ResidualVQ(nn.Module):
 
     @torch.no_grad()
     def decode(self, indices: torch.Tensor) -> torch.Tensor:
-        """[B, q, h, w] indices (first q stages) -> [B, D, h, w] quantized latents."""
+        """[B, q, h, w] indices (first q stages) -> [B, D, h, w] quantized latents. An index of
+        -1 adds nothing: where a file codes fewer stages in some chunks than in others."""
         b, q, h, w = indices.shape
         out = torch.zeros(b, h, w, self.dim, device=indices.device)
         for s in range(q):
-            out = out + self.codebook(s)[indices[:, s]]
+            stage = indices[:, s]
+            codes = self.codebook(s)[stage.clamp_min(0)]
+            out = out + (codes if bool((stage >= 0).all()) else codes * (stage >= 0)[..., None])
         return out.permute(0, 3, 1, 2)
 
     # --- training --------------------------------------------------------------------------
