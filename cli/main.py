@@ -337,6 +337,7 @@ def _compress_audio(
     catalog.stages_for_bitrate(bitrate, channels, catalog.num_stages(meta), catalog.kbps_per_stage(meta["net"]))
     from vqcodec import codec_audio
 
+    codec_audio.tune_allocator()
     with _progress_bar(int(seconds / 10) + 1 if progress else 0, "compressing") as bar:
         header, chunks, _ = codec_audio.encode_audio(src, bitrate, model, device, bar.update)
     data = container.pack_audio(header, chunks)
@@ -504,6 +505,7 @@ def _decompress_audio(
     fmt, subtype = AUDIO_OUTPUT_FORMATS[suffix]
     from vqcodec import codec_audio
 
+    codec_audio.tune_allocator()
     bar = None  # the progress bar, made when writing starts (blocks are decoded lazily)
     header, blocks = codec_audio.decode_audio_blocks(
         coded, device, max_seconds, progress=lambda n: bar.update(n), stages=stages
@@ -929,6 +931,9 @@ def bench_audio_cmd(folder: Path, output: Path, model: str, bitrates: tuple[floa
     """Every sound in FOLDER with vqcodec at each bitrate and Opus at 6-24 kbps (speech: files named speech*)."""
     _require_extra("bench audio")
     from vqcodec.bench_audio import bench_audio
+    from vqcodec.codec_audio import tune_allocator
+
+    tune_allocator()
 
     summary = bench_audio(folder, output, model, device, list(bitrates) or None, progress=sys.stderr.isatty())
     for name, groups in summary["codecs"].items():
@@ -952,6 +957,9 @@ def bench_audio_cmd(folder: Path, output: Path, model: str, bitrates: tuple[floa
 def bench_long_cmd(source: Path, output: Path, minutes: tuple[float, ...], bitrate: float, model: str) -> None:
     """Time and peak memory of compress/decompress of long 44.1 kHz stereo files looped from SOURCE."""
     from vqcodec.bench_audio import bench_long
+    from vqcodec.codec_audio import tune_allocator
+
+    tune_allocator()
 
     rows = bench_long(source, list(minutes) or [1, 10, 60], bitrate, model, output.parent / ".long-work")
     output.parent.mkdir(parents=True, exist_ok=True)

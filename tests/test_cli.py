@@ -209,3 +209,19 @@ def test_a_profiled_image_is_coded_as_srgb_and_info_says_so(tmp_path, photo):
     for name, converted in (("adobe", True), ("plain", False)):
         fields = json.loads(runner.invoke(main, ["info", str(tmp_path / f"{name}.vqc"), "--json"]).output)
         assert fields["converted_to_srgb"] is converted
+
+
+def test_library_failures_a_user_causes_are_one_line_errors(tmp_path, monkeypatch):
+    """An empty bench folder is bad input (3); training on a GPU that is not there a usage error (2)."""
+    import torch
+
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(main, ["bench", "image", str(tmp_path / "empty"), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 3 and "no images in" in result.output, result.output
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(photos / "a.png")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = ["train", "image", str(photos), "-o", str(tmp_path / "m"), "--device", "cuda", "--vqvae-minutes", "0.01"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "no CUDA GPU" in result.output and "Traceback" not in result.output, result.output

@@ -168,3 +168,29 @@ def test_coding_layout_computes_what_the_trained_networks_compute():
         assert torch.allclose(coding.encoder(wave), latents, atol=1e-5)
         assert torch.allclose(coding.decoder(latents), trained.decoder(latents), atol=1e-5)
         assert coding.decoder(latents).shape == wave.shape
+
+
+def test_only_the_command_line_tunes_the_process_allocator(tmp_path, monkeypatch):
+    """The library never changes process-wide settings; the command line asks for glibc's
+    tuning before coding sound."""
+    import soundfile
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    calls = []
+
+    class FakeGlibc:
+        def mallopt(self, *args):
+            calls.append(("mallopt", *args))
+
+        def malloc_trim(self, pad):
+            calls.append(("malloc_trim", pad))
+
+    monkeypatch.setattr(codec_audio, "_glibc", lambda: FakeGlibc())
+    data = codec_audio.compress_audio((_signal(0.5), RATE), model="tinyaudio")
+    codec_audio.decompress_audio(data)
+    assert calls and all(name == "malloc_trim" for name, *_ in calls)
+    soundfile.write(tmp_path / "a.wav", _signal(0.5).T, RATE)
+    assert CliRunner().invoke(main, ["compress", str(tmp_path / "a.wav"), "-m", "tinyaudio"]).exit_code == 0
+    assert ("mallopt", codec_audio.M_MMAP_THRESHOLD, 1 << 30) in calls

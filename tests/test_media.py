@@ -126,3 +126,18 @@ def test_a_profiled_image_with_alpha_keeps_its_alpha_handling(tmp_path):
     with pytest.warns(UserWarning):
         image = load_image(tmp_path / "adobe_alpha.png")
     assert image.alpha_dropped and image.converted_from and image.pixels.shape == (48, 64, 3)
+
+
+def test_any_failure_of_the_image_library_is_bad_input(tmp_path, monkeypatch):
+    """Pillow raises NotImplementedError for some DDS pixel formats (3 of its own test images),
+    other exception types elsewhere: each is a one-line BadInputError (exit status 3)."""
+    from PIL import ImageFile
+
+    Image.fromarray(_saturated()).save(tmp_path / "a.png")
+
+    def unsupported(self):
+        raise NotImplementedError("Unimplemented pixel format")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", unsupported)
+    with pytest.raises(BadInputError, match="a.png: not a readable image \\(Unimplemented pixel format\\)"):
+        load_image(tmp_path / "a.png")

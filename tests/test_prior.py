@@ -252,3 +252,39 @@ def test_cuda_and_cpu_priors_agree_bit_for_bit():
     for stage in range(3):
         for pass_ in range(4):
             assert np.array_equal(cpu.pmf(grid, stage, pass_), gpu.pmf(grid, stage, pass_))
+
+
+def test_exact_matmuls_hold_while_any_thread_is_inside():
+    """Two threads coding at once: the first one out must not turn reduced precision back on
+    under the other; the last one out restores the caller's settings."""
+    import threading
+
+    from vqcodec.prior import _exact_matmuls
+
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("medium")
+    try:
+        first_in, first_out, seen = threading.Event(), threading.Event(), []
+
+        def first():
+            with _exact_matmuls():
+                first_in.set()
+                second_in.wait()
+            first_out.set()
+
+        def second():
+            first_in.wait()
+            with _exact_matmuls():
+                second_in.set()
+                first_out.wait()
+                seen.append(torch.get_float32_matmul_precision())
+
+        second_in = threading.Event()
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert seen == ["highest"] and torch.get_float32_matmul_precision() == "medium"
+    finally:
+        torch.set_float32_matmul_precision(before)

@@ -5,6 +5,7 @@
 >>> image = vqcodec.decompress(data)                       # PIL.Image
 >>> data = vqcodec.compress_audio("talk.flac", bitrate=6)  # kbps before the prior's saving
 >>> samples, rate = vqcodec.decompress_audio(data)         # [channels, n] float32, source rate
+>>> smaller = vqcodec.truncate(data, (2, 0))               # the first stages of each stream
 
 The coding functions are imported on first use, so that `import vqcodec` (and the command
 line's help and usage errors) do not wait for torch.
@@ -16,7 +17,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from .catalog import DEFAULT_BITRATE, DEFAULT_QUALITY
-from .container import kind_of
+from .container import kind_of, truncate
 from .errors import BadInputError, CorruptFileError, MissingModelError, UsageError, VqcodecError
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ __all__ = [
     "compress_audio",
     "decompress_audio",
     "kind_of",
+    "truncate",
     "read_header",
     "VqcodecError",
     "UsageError",

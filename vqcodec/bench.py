@@ -23,6 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import codec
+from .errors import BadInputError
 from .media import list_images, load_image
 from .registry import load_image_model
 
@@ -326,7 +327,7 @@ def bench_images(
     `out_dir` (for the same images) is read back instead of run again."""
     paths = list_images(folder)
     if not paths:
-        raise FileNotFoundError(f"no images in {folder}")
+        raise BadInputError(f"no images in {folder}")
     images = {p.name: load_image(p).pixels for p in paths}
     out_dir.mkdir(parents=True, exist_ok=True)
     ours_codec = vqcodec_codec(model, device, qualities)

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from . import codec_audio, container
 from .bench import environment
+from .errors import BadInputError
 from .media_audio import list_audio, load_audio
 from .mel import mel_distance
 
@@ -238,7 +239,7 @@ def bench_audio(
     """Run vqcodec and Opus on every file in `folder`; write JSON per codec, summary and plots."""
     paths = list_audio(folder)
     if not paths:
-        raise FileNotFoundError(f"no audio files under {folder}")
+        raise BadInputError(f"no audio files under {folder}")
     clips = {p.stem: load_audio(p) for p in paths}
     out_dir.mkdir(parents=True, exist_ok=True)
     codecs = [vqcodec_audio_codec(model, device, tuple(rates) if rates else OURS_KBPS), opus_codec()]

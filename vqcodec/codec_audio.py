@@ -101,31 +101,36 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 
 
 @functools.cache
-def _allocator() -> ctypes.CDLL | None:
-    """glibc, set up for the networks' allocations (None with another C library: nothing to do).
-
-    Each layer of a 10-second segment allocates and frees buffers of up to tens of MB. By
-    default glibc maps such buffers fresh from the kernel and unmaps them when freed, so every
-    layer pays page faults on new memory: 45 % of the encoding time (measured). Served from
-    the heap, with freed pages kept, they are reused at no cost; `_release_freed_memory` hands
-    the free pages back once per segment, which keeps memory bounded."""
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (None elsewhere: nothing to tune or trim)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return None
-    if not hasattr(libc, "malloc_trim"):
-        return None
-    libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
-    libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
-    return libc
+    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+
+
+def tune_allocator() -> None:
+    """Set glibc up for the networks' allocations, for the whole process: the command line does
+    this before coding sound; a program that codes much audio may call it too.
+
+    Each layer of a 10-second segment allocates and frees buffers of up to tens of MB. By
+    default glibc maps such buffers fresh from the kernel and unmaps them when freed, so every
+    layer pays page faults on new memory: 45 % of the encoding time (measured). Served from
+    the heap, with freed pages kept, they are reused at no cost; `_release_freed_memory` hands
+    the free pages back once per segment, which keeps memory bounded."""
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
+        libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
 
 
 def _release_freed_memory() -> None:
     """Called after each segment: heap fragmentation grew a 1-hour file's process by 1.1 GB;
-    malloc_trim hands the heap's free pages back to the kernel."""
-    libc = _allocator()
+    malloc_trim hands the heap's free pages back to the kernel (and changes no setting)."""
+    libc = _glibc()
     if libc is not None:
         libc.malloc_trim(0)
 
@@ -199,7 +204,6 @@ def encode_audio(
     progress: Progress | None = None,
 ) -> tuple[AudioHeader, list[Chunk], list[list[torch.Tensor]]]:
     """The encoder: (header, chunks, indices of every segment and stream)."""
-    _allocator()
     source = open_source(audio)
     codec_model = load_audio_model(model, pick_device(device))
     stages, mid_side = stages_for_bitrate(codec_model, bitrate, source.channels)
@@ -359,7 +363,6 @@ def decode_audio_blocks(
     """(header, blocks [n, channels] float32 at the source rate), decoded segment by segment;
     `listener` is told each segment's indices and their bits as they are decoded. With
     `stages`, from at most that many stages of each stream (a lower bitrate, decoding no more)."""
-    _allocator()
     header, chunks, model = open_audio_file(data, device, max_seconds)
     rate, hop = model.vqvae.cfg.sample_rate, model.vqvae.cfg.hop
     n_model = model_length(model, header.length, header.sample_rate)[0]

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps, PngImagePlugin
 
 from .catalog import IMAGE_SUFFIXES
-from .errors import BadInputError
+from .errors import BadInputError, VqcodecError
 
 # Pillow's decompression-bomb guard, raised to what the codec itself accepts by default.
 Image.MAX_IMAGE_PIXELS = 400_000_000
@@ -164,8 +164,11 @@ def load_image(source: ImageLike, keep_metadata: bool = False) -> RGBImage:
             raise BadInputError(f"{path}: no such file") from None
         except Image.DecompressionBombError:
             raise BadInputError(f"{path}: image is larger than {Image.MAX_IMAGE_PIXELS} pixels") from None
-        except (OSError, ValueError, SyntaxError) as e:
-            raise BadInputError(f"{path}: not a readable image ({e})") from None
+        except VqcodecError:
+            raise
+        except Exception as e:  # noqa: BLE001 - whatever a decoder raises on a file it cannot read is bad input
+            # (OSError and ValueError mostly; NotImplementedError for DDS pixel formats Pillow lacks)
+            raise BadInputError(f"{path}: not a readable image ({e or type(e).__name__})") from None
     h, w = image.pixels.shape[:2]
     if h == 0 or w == 0:
         raise BadInputError("image has no pixels")

@@ -29,6 +29,7 @@ rounding) of the same integers, so the exported integer network is the one that 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -420,14 +421,30 @@ class IntegerPrior:
         return np.ascontiguousarray(probs)
 
 
-@contextmanager
-def _exact_matmuls() -> Iterator[None]:
-    """Reduced-precision matrix products (TF32, bf16) would break exactness: off while inside."""
-    tf32, precision = torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision()
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        torch.set_float32_matmul_precision(precision)
+class _ExactMatmuls:
+    """Reduced-precision matrix products (TF32, bf16) would break exactness: off while any
+    thread is inside. The settings are process-wide, so threads that code at once share one
+    switch: the first one in turns them off, the last one out restores them."""
+
+    def __init__(self):
+        self.lock, self.inside, self.saved = threading.Lock(), 0, (True, "highest")
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self.lock:
+            if not self.inside:
+                self.saved = (torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision())
+                torch.backends.cuda.matmul.allow_tf32 = False
+                torch.set_float32_matmul_precision("highest")
+            self.inside += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.inside -= 1
+                if not self.inside:
+                    torch.backends.cuda.matmul.allow_tf32 = self.saved[0]
+                    torch.set_float32_matmul_precision(self.saved[1])
+
+
+_exact_matmuls = _ExactMatmuls()

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .adversarial import MultiScaleDiscriminator, discriminator_loss, generator_losses
+from .errors import BadInputError
 from .media_audio import list_audio, load_audio
 from .mel import mel_distance
 from .model import AudioVQVAE
@@ -96,7 +97,7 @@ class SegmentSampler:
         self.groups = [g for g in loaded.values() if g[0]]
         self.shares = [(shares or {}).get(name, 1.0) for name, g in loaded.items() if g[0]]
         if not self.groups:
-            raise ValueError("no usable training audio")
+            raise BadInputError("no usable training audio")
 
     @staticmethod
     def _load(paths: list[Path], sample_rate: int) -> tuple[list[np.ndarray], list[int]]:

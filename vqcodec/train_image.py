@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import UsageError
+from .errors import BadInputError, UsageError
 from .media import list_images
 from .model import ImageVQVAE
 from .nets import ImageNetConfig
@@ -54,7 +54,7 @@ class CropSampler:
                 if min(im.size) >= crop:
                     self.images.append(im.copy())
         if not self.images:
-            raise ValueError(f"no training image is at least {crop} pixels on its short side")
+            raise BadInputError(f"no training image is at least {crop} pixels on its short side")
 
     def sample(self, batch: int, step: int | None = None) -> torch.Tensor:
         """A batch of crops; with `step`, the same crops for the same step, whatever came before."""

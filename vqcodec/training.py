@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from .errors import UsageError
 from .weights import config_from_dict, load_tensors, load_training_state, save_training_state
 
 
@@ -82,7 +83,7 @@ def setup_runtime(device: str = "auto", mixed_precision: bool = True) -> Runtime
     `mixed_precision`: bfloat16 where the device computes it natively (`Runtime.autocast`)."""
     cuda = device != "cpu" and torch.cuda.is_available()
     if device == "cuda" and not cuda:
-        raise RuntimeError("--device cuda: no CUDA GPU is available")
+        raise UsageError("device cuda: no CUDA GPU is available")
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
