@@ -152,7 +152,7 @@ def _progress_bar(total: int, label: str):
     help="Output .vqc file ('-': standard output); for several inputs or a folder, the output folder.",
 )
 @click.option("-q", "--quality", type=int, help=f"Images: stages coded, 1 = smallest file [{DEFAULT_QUALITY}].")
-@click.option("--size", "max_bytes", type=SIZE, help="Images: the best file of at most this size (bytes; k, M: 1000s).")
+@click.option("--size", "max_bytes", type=SIZE, help="The best file of at most this size (bytes; k, M: 1000s).")
 @click.option("--bpp", "max_bpp", type=POSITIVE, help="Images: the best file within this bpp.")
 @click.option("--psnr", "min_psnr", type=float, help="Images: the smallest file reaching this PSNR (dB).")
 @click.option(
@@ -206,9 +206,10 @@ def compress(
     suffixes = IMAGE_SUFFIXES | AUDIO_SUFFIXES
     files = batch.expand(_many_inputs(sources, output), suffixes, output)
     sounds = {src.suffix.lower() in AUDIO_SUFFIXES for src, _ in files}
-    if (quality is not None or keep_metadata or any(v is not None for v in target.values())) and False not in sounds:
+    image_only = (quality, keep_metadata, max_bpp, min_psnr)
+    if any(v is not None for v in image_only) and False not in sounds:
         raise UsageError(
-            "-q/--quality, the size targets and --keep-metadata do not apply to these inputs: they are all sounds"
+            "-q/--quality, --bpp, --psnr and --keep-metadata do not apply to these inputs: they are all sounds"
         )
     if bitrate is not None and True not in sounds:
         raise UsageError("-b/--bitrate does not apply to these inputs: they are all images (give -q/--quality)")
@@ -267,10 +268,13 @@ def _compress_source(
     progress: bool = True,
 ) -> tuple[bytes, str]:
     if is_audio:
-        given = {"-q/--quality": quality, "--size": target["max_bytes"], "--bpp": target["max_bpp"]}
-        given.update({"--psnr": target["min_psnr"], "--keep-metadata": keep_metadata})
-        _not_for("sound", given, "give the rate with -b/--bitrate (kbps: 1.5, 3, 6, 12)")
-        return _compress_audio(src, bitrate or DEFAULT_BITRATE, model or DEFAULT_AUDIO_MODEL, device, progress)
+        given = {"-q/--quality": quality, "--bpp": target["max_bpp"], "--psnr": target["min_psnr"]}
+        given["--keep-metadata"] = keep_metadata
+        _not_for("sound", given, "give the rate with -b/--bitrate (kbps: 1.5, 3, 6, 12) or --size")
+        if bitrate is not None and target["max_bytes"] is not None:
+            raise UsageError("give one of -b/--bitrate and --size")
+        audio_model = model or DEFAULT_AUDIO_MODEL
+        return _compress_audio(src, bitrate or DEFAULT_BITRATE, audio_model, device, progress, target["max_bytes"])
     _not_for("images", {"-b/--bitrate": bitrate}, "give the quality with -q/--quality (stages, 1 = smallest)")
     image_model = model or DEFAULT_IMAGE_MODEL
     return _compress_image(src, quality or DEFAULT_QUALITY, target, image_model, device, bool(keep_metadata))
@@ -324,7 +328,7 @@ def _compress_image(
 
 
 def _compress_audio(
-    src: bytes | Path, bitrate: float, model: str, device: str, progress: bool = True
+    src: bytes | Path, bitrate: float, model: str, device: str, progress: bool = True, max_bytes: int | None = None
 ) -> tuple[bytes, str]:
     import soundfile
 
@@ -339,12 +343,17 @@ def _compress_audio(
 
     codec_audio.tune_allocator()
     with _progress_bar(int(seconds / 10) + 1 if progress else 0, "compressing") as bar:
-        header, chunks, _ = codec_audio.encode_audio(src, bitrate, model, device, bar.update)
-    data = container.pack_audio(header, chunks)
+        if max_bytes is None:
+            header, chunks, _ = codec_audio.encode_audio(src, bitrate, model, device, bar.update)
+            data, stages = container.pack_audio(header, chunks), "+".join(map(str, header.stages))
+        else:
+            data, stage_kbps = codec_audio.compress_audio_to_size(src, max_bytes, model, device, bar.update)
+            header = container.unpack_audio(data)[0]
+            stages = f"up to {'+'.join(map(str, header.stages))} ({stage_kbps:.2f} kbps before the prior)"
     kbps = container.audio_bitrate(header, len(data))
     return data, (
         f"{header.length / header.sample_rate:.2f} s, {header.sample_rate} Hz, {header.channels} ch, "
-        f"stages {'+'.join(map(str, header.stages))}, {len(data):,} bytes, {kbps:.2f} kbps"
+        f"stages {stages}, {len(data):,} bytes, {kbps:.2f} kbps"
     )
 
 

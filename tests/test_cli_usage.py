@@ -172,6 +172,27 @@ def test_size_and_quality_targets_on_the_command_line(tmp_path, photo_file, soun
     assert result.exit_code == 0 and (tmp_path / "photo.vqc").stat().st_size * 8 <= 0.5 * 72 * 48
     _usage_error(["compress", str(photo_file), "-m", "tiny", "--size", "3", "--force"], "the smallest is")
     _usage_error(["compress", str(photo_file), "-m", "tiny", "--size", "2k", "-q", "2"], "give one of")
-    _usage_error(["compress", str(sound_file), "-m", "tinyaudio", "--size", "2k"], "--size does not apply to sound")
+    _usage_error(["compress", str(sound_file), "-m", "tinyaudio", "--bpp", "0.5"], "--bpp does not apply to sound")
     result = runner.invoke(main, ["compress", str(photo_file), "-m", "tiny", "--size", "lots"])
     assert result.exit_code == 2 and "is not a size" in result.output
+
+
+def test_a_size_target_for_sound_varies_the_stages_by_segment(tmp_path, sound_file):
+    """The sound is coded once with every stage; the stage counts of its 10-second chunks (here
+    1.25 s: the tiny model's segments) are chosen to fill the size, finer than a whole level."""
+    from vqcodec import container
+
+    runner = CliRunner()
+    out = tmp_path / "s.vqc"
+    sizes = []
+    args = ["compress", str(sound_file), "-m", "tinyaudio", "-o", str(out), "-f", "--size"]
+    for size in ("700", "1k", "1.5k"):
+        result = runner.invoke(main, [*args, size])
+        assert result.exit_code == 0 and "stages up to" in result.output, result.output
+        sizes.append(out.stat().st_size)
+        assert sizes[-1] <= float(size.replace("k", "")) * (1000 if "k" in size else 1)
+    assert sizes[0] < sizes[1] < sizes[2]
+    _, chunks = container.unpack_audio(out.read_bytes())
+    assert len({c.stages for c in chunks[::2]}) <= 2  # the mid's stage count: T or T + 1 by segment
+    _usage_error([*args, "20"], "the smallest is 553 (one stage)")
+    _usage_error(["compress", str(sound_file), "-m", "tinyaudio", "--size", "2k", "-b", "3"], "give one of")

@@ -15,6 +15,7 @@ so the file's real bitrate is lower than the one asked for.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import io
 import sys
@@ -32,7 +33,7 @@ from .catalog import DEFAULT_BITRATE
 from .codec import pick_device
 from .container import SEGMENT_FRAMES, AudioHeader, Chunk
 from .entropy import decode_chunk, encode_chunk
-from .errors import BadInputError, CorruptFileError, MissingModelError
+from .errors import BadInputError, CorruptFileError, MissingModelError, UsageError
 from .quantizer import SEARCH_BEAM
 from .registry import DEFAULT_AUDIO_MODEL, CodecModel, load_audio_model
 
@@ -198,15 +199,19 @@ def _encode_segment(model: CodecModel, window: np.ndarray, frames: int, stages: 
 
 def encode_audio(
     audio: AudioLike,
-    bitrate: float = DEFAULT_BITRATE,
+    bitrate: float | None = DEFAULT_BITRATE,
     model: str = DEFAULT_AUDIO_MODEL,
     device: str = "auto",
     progress: Progress | None = None,
 ) -> tuple[AudioHeader, list[Chunk], list[list[torch.Tensor]]]:
-    """The encoder: (header, chunks, indices of every segment and stream)."""
+    """The encoder: (header, chunks, indices of every segment and stream); `bitrate` None codes
+    every stage the model has in every stream."""
     source = open_source(audio)
     codec_model = load_audio_model(model, pick_device(device))
-    stages, mid_side = stages_for_bitrate(codec_model, bitrate, source.channels)
+    if bitrate is None:
+        stages, mid_side = (codec_model.num_stages,) * source.channels, source.channels == 2
+    else:
+        stages, mid_side = stages_for_bitrate(codec_model, bitrate, source.channels)
     rate, hop = codec_model.vqvae.cfg.sample_rate, codec_model.vqvae.cfg.hop
     seg_len, halo = SEGMENT_FRAMES * hop, HALO_FRAMES * hop
     resample = _Resampler(source.rate, rate, source.channels)
@@ -277,6 +282,55 @@ def compress_audio(
     """
     header, chunks, _ = encode_audio(audio, bitrate, model, device, progress)
     return container.pack_audio(header, chunks)
+
+
+def compress_audio_to_size(
+    audio: AudioLike,
+    max_bytes: int,
+    model: str = DEFAULT_AUDIO_MODEL,
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> tuple[bytes, float]:
+    """The best file of at most `max_bytes`: (file, the bitrate its stages cost before the
+    prior, in kbps). The audio is coded once with every stage the model has; the stage counts
+    are then chosen from the sizes of its chunks' stages, which are known: the most total
+    stages T that fit in every segment, then T + 1 in as many segments as still fit, spread
+    evenly over the file, so the rate steps by less than a level. A size below the smallest
+    file (one stage) is a UsageError naming it."""
+    codec_model = load_audio_model(model, pick_device(device))
+    levels, stage_kbps = codec_model.num_stages, kbps_per_stage(codec_model)
+    header, chunks, _ = encode_audio(audio, None, model, device, progress)
+    streams, segments = header.channels, header.segments
+
+    def counts(total: int) -> tuple[int, ...]:
+        return catalog.stages_for_bitrate(total * stage_kbps, streams, levels, stage_kbps)[0]
+
+    def packed(totals: list[int]) -> bytes:
+        kept = [chunk.first(counts(totals[i // streams])[i % streams]) for i, chunk in enumerate(chunks)]
+        stages = tuple(max((c.stages for c in kept[s::streams]), default=0) for s in range(streams))
+        return container.pack_audio(dataclasses.replace(header, stages=stages), kept)
+
+    most = levels * streams
+    best, files = 0, {}
+    lo, hi = 1, most  # the most total stages T that fit in every segment
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        files[mid] = packed([mid] * segments)
+        lo, hi, best = (mid + 1, hi, mid) if len(files[mid]) <= max_bytes else (lo, mid - 1, best)
+    if not best:
+        smallest = len(files.get(1) or packed([1] * segments))
+        raise UsageError(f"no file of this sound fits {max_bytes:,} bytes: the smallest is {smallest:,} (one stage)")
+    data, totals = files[best], [best] * segments
+    if best < most:  # then T + 1 in m segments, evenly spread: the most m that fits
+        lo, hi = 1, segments - 1
+        while lo <= hi:
+            m = (lo + hi) // 2
+            more = [best + (i * m // segments != (i + 1) * m // segments) for i in range(segments)]
+            candidate = packed(more)
+            lo, hi = (m + 1, hi) if len(candidate) <= max_bytes else (lo, m - 1)
+            if len(candidate) <= max_bytes:
+                data, totals = candidate, more
+    return data, stage_kbps * sum(totals) / segments
 
 
 def open_audio_file(
