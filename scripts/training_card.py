@@ -1,11 +1,11 @@
 """The training curve of a model in training, from its committed evaluation log.
 
-    python scripts/training_card.py models/training/img2
+    python scripts/training_card.py models/training/img2     (or models/training/aud2)
 
-reads NAME.eval.jsonl (every whole-photo evaluation of every session, see
-scripts/checkpoint.py) and NAME.safetensors, and writes NAME.curve.png (PSNR of the
-unquantized autoencoder and at each stage count against training hours) and prints the
-Markdown table of the curve for the card, NAME.md.
+reads NAME.eval.jsonl (every held-out evaluation of every session, see scripts/checkpoint.py)
+and writes NAME.curve.png (images: PSNR and MS-SSIM of the unquantized autoencoder and at each
+stage count; sound: speech PESQ-WB and music mel distance) against training hours, and prints
+the Markdown table of the curve for the card, NAME.md.
 """
 
 from __future__ import annotations
@@ -14,11 +14,19 @@ import json
 import sys
 from pathlib import Path
 
-STAGES = ("q1", "q2", "q4", "q8", "q12")
+# Per kind: the stage counts logged, and the two metrics plotted (key prefix, axis label).
+KINDS = {
+    "image": (("q1", "q2", "q4", "q8", "q12"), (("psnr", "PSNR (dB)"), ("msssim", "MS-SSIM"))),
+    "audio": (("q2", "q4", "q8", "q16"), (("speech_pesq", "speech PESQ-WB"), ("music_mel", "music mel distance"))),
+}
 
 
 def load(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def kind_of(records: list[dict]) -> str:
+    return "audio" if "speech_pesq_unquantized" in records[-1] or "music_mel_unquantized" in records[-1] else "image"
 
 
 def plot(records: list[dict], path: Path, title: str) -> None:
@@ -27,30 +35,33 @@ def plot(records: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    stages, metrics = KINDS[kind_of(records)]
     hours = [r["train_minutes"] / 60 for r in records]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for key in ("unquantized", *STAGES):
-        if f"psnr_{key}" in records[-1]:
-            axes[0].plot(hours, [r[f"psnr_{key}"] for r in records], label=key, lw=1)
-            axes[1].plot(hours, [r[f"msssim_{key}"] for r in records], label=key, lw=1)
-    for ax, label in zip(axes, ("PSNR (dB)", "MS-SSIM"), strict=True):
+    for key in ("unquantized", *stages):
+        for ax, (metric, _) in zip(axes, metrics, strict=True):
+            if f"{metric}_{key}" in records[-1]:
+                ax.plot(hours, [r.get(f"{metric}_{key}") for r in records], label=key, lw=1)
+    for ax, (_, label) in zip(axes, metrics, strict=True):
         ax.set_xlabel("training hours, wall clock (all sessions)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{title}: whole held-out training photos")
+    fig.suptitle(f"{title}: whole held-out training {'clips' if kind_of(records) == 'audio' else 'photos'}")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
 def table(records: list[dict], every: int = 1) -> str:
-    head = "| hours | step | unquantized | " + " | ".join(STAGES) + " | MS-SSIM q4 | MS-SSIM q12 |"
+    stages, metrics = KINDS[kind_of(records)]
+    keys = [f"{metrics[0][0]}_{k}" for k in ("unquantized", *stages)]
+    keys += [f"{metrics[1][0]}_{k}" for k in (stages[len(stages) // 2], stages[-1])]
+    head = "| hours | step | " + " | ".join(k.replace("_", " ") for k in keys) + " |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in records[::every] + ([] if (len(records) - 1) % every == 0 else records[-1:]):
-        cells = [f"{r['train_minutes'] / 60:.2f}", str(r["step"]), f"{r['psnr_unquantized']:.2f}"]
-        cells += [f"{r[f'psnr_{s}']:.2f}" for s in STAGES]
-        cells += [f"{r['msssim_q4']:.4f}", f"{r['msssim_q12']:.4f}"]
+        cells = [f"{r['train_minutes'] / 60:.2f}", str(r["step"])]
+        cells += [f"{r[k]:.4f}" if "msssim" in k or "mel" in k else f"{r[k]:.2f}" for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
