@@ -180,8 +180,7 @@ def _fit_size(codec_model, rgb, chunks, max_bytes: int, encoded) -> tuple[bytes,
     # length field and its indices CRC.
     words = np.ceil(np.array([stage_bits(c, codec_model.prior) for c in chunks]) / 32) + 1
     overhead = len(container.pack(_header(codec_model, rgb, 0), [container.new_chunk("", [], [])] * len(chunks)))
-    estimates = overhead + np.cumsum(4 * words.sum(0) + 6 * len(chunks))  # bytes of the first n stages
-    estimates = overhead + 4 * words.sum(0)  # bytes of the first n stages, n = 1, 2, ...
+    estimates = overhead + np.cumsum(4 * words.sum(0) + 6 * len(chunks))  # bytes of the first n = 1, 2, ... stages
     slack = 8 * len(chunks)  # how far off an estimate may be
     quality = max(1, int(np.searchsorted(estimates, max_bytes, side="right")))
     data = encoded(quality)

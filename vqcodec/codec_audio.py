@@ -15,7 +15,6 @@ so the file's real bitrate is lower than the one asked for.
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import functools
 import io
 import sys
@@ -305,10 +304,9 @@ def compress_audio_to_size(
     def counts(total: int) -> tuple[int, ...]:
         return catalog.stages_for_bitrate(total * stage_kbps, streams, levels, stage_kbps)[0]
 
-    def packed(totals: list[int]) -> bytes:
-        kept = [chunk.first(counts(totals[i // streams])[i % streams]) for i, chunk in enumerate(chunks)]
-        stages = tuple(max((c.stages for c in kept[s::streams]), default=0) for s in range(streams))
-        return container.pack_audio(dataclasses.replace(header, stages=stages), kept)
+    def packed(totals: list[int]) -> bytes:  # totals: the total stages of each segment
+        per_chunk = [counts(totals[i // streams])[i % streams] for i in range(len(chunks))]
+        return container.pack_audio_first(header, chunks, per_chunk)
 
     most = levels * streams
     best, files = 0, {}

@@ -206,6 +206,17 @@ def pack_audio(header: AudioHeader, chunks: list[Chunk]) -> bytes:
     return _pack(header, sizes, chunks)
 
 
+def pack_audio_first(header: AudioHeader, chunks: list[Chunk], counts: list[int]) -> bytes:
+    """An audio file of the first `counts[i]` stages of each chunk i (version 2 chunks)."""
+    kept = [chunk.first(n) for chunk, n in zip(chunks, counts, strict=True)]
+    return pack_audio(replace(header, stages=_stream_stages(kept, header.channels)), kept)
+
+
+def _stream_stages(chunks: list[Chunk], channels: int) -> tuple[int, ...]:
+    """The most stages of each stream's chunks."""
+    return tuple(max((c.stages for c in chunks[s::channels]), default=0) for s in range(channels))
+
+
 def truncate(data: bytes, keep: int | tuple[int, ...]) -> bytes:
     """The file of the first `keep` stages of every chunk (audio: a count per stream), made by
     dropping the other stages' records: no decoding, no model. Version 2 files only."""
@@ -215,9 +226,7 @@ def truncate(data: bytes, keep: int | tuple[int, ...]) -> bytes:
     if kind_of(data) == "audio":
         header, chunks = unpack_audio(data)
         counts = keep if isinstance(keep, tuple) else (keep,) * header.channels
-        kept = [c.first(counts[i % header.channels]) for i, c in enumerate(chunks)]
-        stages = tuple(max((c.stages for c in kept[s :: header.channels]), default=0) for s in range(header.channels))
-        return pack_audio(replace(header, stages=stages), kept)
+        return pack_audio_first(header, chunks, [counts[i % header.channels] for i in range(len(chunks))])
     header, chunks = unpack(data)
     kept = [c.first(keep if isinstance(keep, int) else max(keep)) for c in chunks]
     return pack(replace(header, quality=max(c.stages for c in kept)), kept)
@@ -389,8 +398,7 @@ def unpack_audio(data: bytes, max_seconds: float = DEFAULT_MAX_SECONDS) -> tuple
     metadata = _read_metadata(r)
     header = AudioHeader(flags, name, model_hash, rate, channels, length, frames, (), metadata=metadata)
     chunks = _read_chunks_v2(r, data, header.segments * channels, lambda i: audio_chunk_label(i, channels))
-    stages = tuple(max((c.stages for c in chunks[s::channels]), default=0) for s in range(channels))
-    return replace(header, stages=stages), chunks
+    return replace(header, stages=_stream_stages(chunks, channels)), chunks
 
 
 def _unpack_image_v1(data: bytes, max_pixels: int) -> tuple[Header, list[Chunk]]:
