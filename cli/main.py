@@ -320,6 +320,8 @@ def _compress_image(
     if targeted:
         data, quality, psnr = codec.compress_to_target(image, target["max_bytes"], target["min_psnr"], model, device)
         reached = "" if psnr is None else f", PSNR {psnr:.2f} dB"
+        top = container.unpack(data)[0].quality  # a size target may give some tiles one stage more
+        quality = f"{quality}-{top} by tile" if top != quality else quality
     else:
         data = codec.compress(image, quality=quality, model=model, device=device)
     bpp = len(data) * 8 / (width * height)

@@ -142,3 +142,16 @@ def test_a_size_target_gives_the_most_stages_that_fit(photo):
         codec.compress_to_target(photo, max_bytes=sizes[0] - 1, model="tiny")
     with pytest.raises(UsageError, match="one target"):
         codec.compress_to_target(photo, model="tiny")
+
+
+def test_a_size_target_gives_some_tiles_one_stage_more():
+    """Between two levels' sizes, a two-tile image gets the higher level in one tile: finer
+    than whole levels."""
+    y, x = np.mgrid[0:20, 0:1100]
+    img = np.stack([x % 256, y * 10, (x // 4) % 256], -1).astype(np.uint8)
+    sizes = [len(vqcodec.compress(img, quality=q, model="tiny")) for q in (2, 3)]
+    data, quality, _ = codec.compress_to_target(img, max_bytes=(sizes[0] + sizes[1]) // 2, model="tiny")
+    assert quality == 2 and sizes[0] < len(data) <= (sizes[0] + sizes[1]) // 2
+    _, chunks = container.unpack(data)
+    assert sorted(c.stages for c in chunks) == [2, 3]
+    assert np.asarray(vqcodec.decompress(data)).shape == (20, 1100, 3)

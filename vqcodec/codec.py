@@ -194,6 +194,14 @@ def _fit_size(codec_model, rgb, chunks, max_bytes: int, encoded) -> tuple[bytes,
         data, quality = more, quality + 1
     if len(data) > max_bytes:
         raise UsageError(f"no file of this image fits {max_bytes:,} bytes: the smallest is {len(data):,} (quality 1)")
+    if len(chunks) > 1 and quality < len(estimates):  # finer: one stage more in as many tiles as fit
+        header, more = container.unpack(encoded(quality + 1))
+        lo, hi = 1, len(chunks) - 1
+        while lo <= hi:
+            m = (lo + hi) // 2
+            candidate = container.pack_first(header, more, container.spread(quality, m, len(chunks)))
+            lo, hi = (m + 1, hi) if len(candidate) <= max_bytes else (lo, m - 1)
+            data = candidate if len(candidate) <= max_bytes else data
     return data, quality
 
 

@@ -306,7 +306,7 @@ def compress_audio_to_size(
 
     def packed(totals: list[int]) -> bytes:  # totals: the total stages of each segment
         per_chunk = [counts(totals[i // streams])[i % streams] for i in range(len(chunks))]
-        return container.pack_audio_first(header, chunks, per_chunk)
+        return container.pack_first(header, chunks, per_chunk)
 
     most = levels * streams
     best, files = 0, {}
@@ -323,7 +323,7 @@ def compress_audio_to_size(
         lo, hi = 1, segments - 1
         while lo <= hi:
             m = (lo + hi) // 2
-            more = [best + (i * m // segments != (i + 1) * m // segments) for i in range(segments)]
+            more = container.spread(best, m, segments)
             candidate = packed(more)
             lo, hi = (m + 1, hi) if len(candidate) <= max_bytes else (lo, m - 1)
             if len(candidate) <= max_bytes:

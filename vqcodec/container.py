@@ -206,10 +206,17 @@ def pack_audio(header: AudioHeader, chunks: list[Chunk]) -> bytes:
     return _pack(header, sizes, chunks)
 
 
-def pack_audio_first(header: AudioHeader, chunks: list[Chunk], counts: list[int]) -> bytes:
-    """An audio file of the first `counts[i]` stages of each chunk i (version 2 chunks)."""
+def pack_first(header: Header | AudioHeader, chunks: list[Chunk], counts: list[int]) -> bytes:
+    """The file of the first `counts[i]` stages of each chunk i (version 2 chunks), of either kind."""
     kept = [chunk.first(n) for chunk, n in zip(chunks, counts, strict=True)]
-    return pack_audio(replace(header, stages=_stream_stages(kept, header.channels)), kept)
+    if isinstance(header, AudioHeader):
+        return pack_audio(replace(header, stages=_stream_stages(kept, header.channels)), kept)
+    return pack(replace(header, quality=max(c.stages for c in kept)), kept)
+
+
+def spread(base: int, more: int, count: int) -> list[int]:
+    """`count` stage counts: `base`, and `base + 1` for `more` of them, spread evenly."""
+    return [base + (i * more // count != (i + 1) * more // count) for i in range(count)]
 
 
 def _stream_stages(chunks: list[Chunk], channels: int) -> tuple[int, ...]:
@@ -226,10 +233,9 @@ def truncate(data: bytes, keep: int | tuple[int, ...]) -> bytes:
     if kind_of(data) == "audio":
         header, chunks = unpack_audio(data)
         counts = keep if isinstance(keep, tuple) else (keep,) * header.channels
-        return pack_audio_first(header, chunks, [counts[i % header.channels] for i in range(len(chunks))])
+        return pack_first(header, chunks, [counts[i % header.channels] for i in range(len(chunks))])
     header, chunks = unpack(data)
-    kept = [c.first(keep if isinstance(keep, int) else max(keep)) for c in chunks]
-    return pack(replace(header, quality=max(c.stages for c in kept)), kept)
+    return pack_first(header, chunks, [keep if isinstance(keep, int) else max(keep)] * len(chunks))
 
 
 # --- reading ---------------------------------------------------------------------------------
