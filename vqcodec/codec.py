@@ -22,10 +22,10 @@ from . import catalog, container
 from .catalog import DEFAULT_QUALITY
 from .container import CHUNK_LATENTS, DEFAULT_MAX_PIXELS, Header
 from .entropy import decode_chunk, encode_chunk, indices_crc, stage_bits
-from .errors import CorruptFileError, MissingModelError, UsageError
+from .errors import CorruptFileError, UsageError
 from .media import ImageLike, RGBImage, load_image, to_pil
 from .quantizer import SEARCH_BEAM, SEARCHED_STAGES
-from .registry import DEFAULT_IMAGE_MODEL, CodecModel, load_image_model
+from .registry import DEFAULT_IMAGE_MODEL, CodecModel, load_image_model, model_for_file
 
 FACTOR = 8
 TILE = CHUNK_LATENTS * FACTOR
@@ -248,12 +248,7 @@ def decode_indices_and_bits(
     """`decode_indices` and the information of each index in bits ([q, h, w] float64; None
     without `with_bits`), from the probabilities the decoder used."""
     header, chunks = container.unpack(data, max_pixels)
-    model = load_image_model(header.model_name, pick_device(device))
-    if model.hash != header.model_hash:
-        raise MissingModelError(
-            f"file was made with a different version of model '{header.model_name}' "
-            f"(weights {header.model_hash.hex()}, installed {model.hash.hex()})"
-        )
+    model = model_for_file(header, "image", pick_device(device))
     if not 1 <= header.quality <= model.num_stages or min(c.stages for c in chunks) < 1:
         raise CorruptFileError(f"stage counts outside 1..{model.num_stages}")
     q = header.quality if stages is None else max(1, min(stages, header.quality))

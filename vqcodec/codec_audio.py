@@ -32,9 +32,9 @@ from .catalog import DEFAULT_BITRATE
 from .codec import pick_device
 from .container import SEGMENT_FRAMES, AudioHeader, Chunk
 from .entropy import decode_chunk, encode_chunk
-from .errors import BadInputError, CorruptFileError, MissingModelError, UsageError
+from .errors import BadInputError, CorruptFileError, UsageError
 from .quantizer import SEARCH_BEAM
-from .registry import DEFAULT_AUDIO_MODEL, CodecModel, load_audio_model
+from .registry import DEFAULT_AUDIO_MODEL, CodecModel, load_audio_model, model_for_file
 
 HALO_FRAMES = 8  # frames of context around a segment: more than the networks' receptive field
 READ_BLOCK = 1 << 16  # source samples per channel read at a time
@@ -336,12 +336,7 @@ def open_audio_file(
 ) -> tuple[AudioHeader, list[Chunk], CodecModel]:
     """Parse an audio .vqc file and find its model (checking name, hash and stage counts)."""
     header, chunks = container.unpack_audio(data, max_seconds)
-    model = load_audio_model(header.model_name, pick_device(device))
-    if model.hash != header.model_hash:
-        raise MissingModelError(
-            f"file was made with a different version of model '{header.model_name}' "
-            f"(weights {header.model_hash.hex()}, installed {model.hash.hex()})"
-        )
+    model = model_for_file(header, "audio", pick_device(device))
     if max(header.stages) > model.num_stages:
         raise CorruptFileError(f"stage count {max(header.stages)} is over the model's {model.num_stages}")
     if header.frames != model_length(model, header.length, header.sample_rate)[1]:

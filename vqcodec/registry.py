@@ -112,3 +112,14 @@ def load_image_model(name_or_path: str | os.PathLike = DEFAULT_IMAGE_MODEL, devi
 
 def load_audio_model(name_or_path: str | os.PathLike = DEFAULT_AUDIO_MODEL, device: str = "cpu") -> CodecModel:
     return load_model(name_or_path, device, "audio")
+
+
+def model_for_file(header, kind: str, device: str) -> CodecModel:
+    """The model a file's header names, checked to be the weights it was made with."""
+    model = load_model(header.model_name, device, kind)
+    if model.hash != header.model_hash:
+        raise MissingModelError(
+            f"file was made with a different version of model '{header.model_name}' "
+            f"(weights {header.model_hash.hex()}, installed {model.hash.hex()})"
+        )
+    return model
