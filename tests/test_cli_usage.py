@@ -89,8 +89,7 @@ def _on_a_terminal(args: list[str], cwd) -> tuple[int, bytes]:
     return done.returncode, shown + done.stderr
 
 
-def test_binary_output_is_never_written_to_a_terminal(tmp_path, photo_file, models_dir):
-    os.environ["VQCODEC_MODELS"] = str(models_dir)
+def test_binary_output_is_never_written_to_a_terminal(tmp_path, photo_file):
     status, shown = _on_a_terminal(["compress", str(photo_file), "-o", "-", "-m", "tiny"], tmp_path)
     assert status == 2 and b"not writing a .vqc file to a terminal" in shown and b"VQC" not in shown
     assert CliRunner().invoke(main, ["compress", str(photo_file), "-m", "tiny", "-q", "1"]).exit_code == 0

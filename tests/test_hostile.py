@@ -21,10 +21,11 @@ FUZZ_EXAMPLES = int(os.environ.get("VQCODEC_FUZZ_EXAMPLES", "200"))
 
 @pytest.fixture(scope="module")
 def valid_file(models_dir):
-    os.environ["VQCODEC_MODELS"] = str(models_dir)
     y, x = np.mgrid[0:40, 0:56]
     img = np.stack([x * 4, y * 5, x + y], -1).astype(np.uint8)
-    return vqcodec.compress(img, quality=3, model="tiny")
+    with pytest.MonkeyPatch.context() as env:  # (module fixtures come before the per-test one)
+        env.setenv("VQCODEC_MODELS", str(models_dir))
+        return vqcodec.compress(img, quality=3, model="tiny")
 
 
 def _recrc(body: bytes) -> bytes:
@@ -57,10 +58,11 @@ def _decode(data: bytes) -> None:
 
 @pytest.fixture(scope="module")
 def valid_audio(models_dir):
-    os.environ["VQCODEC_MODELS"] = str(models_dir)
     t = np.arange(int(22050 * 1.6)) / 22050
     wave = np.stack([np.sin(2 * np.pi * 300 * t), np.sin(2 * np.pi * 500 * t)]).astype(np.float32) * 0.3
-    return vqcodec.compress_audio((wave, 22050), bitrate=9.6, model="tinyaudio")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("VQCODEC_MODELS", str(models_dir))
+        return vqcodec.compress_audio((wave, 22050), bitrate=9.6, model="tinyaudio")
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
