@@ -557,7 +557,8 @@ def _decompress_audio(
 def truncate(src: Path, output: Path, quality: int | None, bitrate: float | None, force: bool) -> None:
     """Rewrite a .vqc file with fewer stages: a smaller file of lower quality, made without
     decoding or encoding anything (no model runs, no generation loss). It decodes as the
-    original does with `decompress -q Q` (or -b)."""
+    original does with `decompress -q Q` (or -b). A file of format version 1 is first re-coded
+    stage by stage from its indices (the model's prior runs, not its networks)."""
     data = _read(src)
     stages = _stages_to_keep(data, quality, bitrate)
     if stages is None:
@@ -565,10 +566,17 @@ def truncate(src: Path, output: Path, quality: int | None, bitrate: float | None
     if output != STDIO:
         _check_output(src, output, force)
     _no_binary_to_terminal(output, force, "a .vqc file")
-    smaller = container.truncate(data, stages)
+    upgraded = container.check_magic(data) < container.VERSION
+    if upgraded:  # one stream for all stages: decoded and coded again per stage (the prior only)
+        from vqcodec import codec, codec_audio
+
+        audio = container.kind_of(data) == "audio"
+        data_v2 = codec_audio.upgrade_audio(data) if audio else codec.upgrade(data)
+    smaller = container.truncate(data_v2 if upgraded else data, stages)
     _emit(output, smaller, force, src)
     kept = stages if isinstance(stages, int) else "+".join(map(str, stages))
-    click.echo(f"{src} -> {output}: stages {kept}, {len(data):,} -> {len(smaller):,} bytes", err=output == STDIO)
+    note = " (re-coded from format version 1, the same indices)" if upgraded else ""
+    click.echo(f"{src} -> {output}: stages {kept}, {len(data):,} -> {len(smaller):,} bytes{note}", err=output == STDIO)
 
 
 @main.command()

@@ -70,8 +70,8 @@ def test_truncate_and_decompress_on_the_command_line(tmp_path, photo):
         assert result.exit_code == 2 and message in result.output, result.output
 
 
-def test_version_1_files_cannot_be_truncated_but_say_what_to_do():
-    with pytest.raises(UsageError, match="decompress and compress it again"):
+def test_version_1_files_cannot_be_truncated_as_bytes_but_say_what_to_do():
+    with pytest.raises(UsageError, match="upgrade it first"):
         container.truncate((V1_FILES / "small_q3.vqc").read_bytes(), 1)
 
 
@@ -157,3 +157,32 @@ def test_metadata_does_not_apply_to_sound(tmp_path):
     soundfile.write(tmp_path / "a.wav", wave.T, rate)
     result = CliRunner().invoke(main, ["compress", str(tmp_path / "a.wav"), "--keep-metadata", "-m", "tinyaudio"])
     assert result.exit_code == 2 and "--keep-metadata does not apply to sound" in result.output
+
+
+V1_TRUNCATIONS = [("small_q3", ["-q", "2"]), ("two_tiles_q2", ["-q", "1"]), ("stereo_1.5kbps", ["-b", "0.75"])]
+
+
+@pytest.mark.parametrize("name, args", V1_TRUNCATIONS)
+def test_version_1_files_are_upgraded_to_truncate_them(shipped_models, tmp_path, name, args):
+    """The same indices, coded again stage by stage: the upgraded file decodes as the original,
+    and its truncation as the original at fewer stages."""
+    src = V1_FILES / f"{name}.vqc"
+    data = src.read_bytes()
+    result = CliRunner().invoke(main, ["truncate", str(src), *args, "-o", str(tmp_path / "t.vqc")])
+    assert result.exit_code == 0 and "re-coded from format version 1" in result.output, result.output
+    smaller = (tmp_path / "t.vqc").read_bytes()
+    assert container.check_magic(smaller) == 2
+    if container.kind_of(data) == "audio":
+        upgraded = codec_audio.upgrade_audio(data, "cpu")
+        same = np.array_equal(vqcodec.decompress_audio(upgraded, "cpu")[0], vqcodec.decompress_audio(data, "cpu")[0])
+        fewer = np.array_equal(
+            vqcodec.decompress_audio(smaller, "cpu")[0], vqcodec.decompress_audio(data, "cpu", stages=(1, 0))[0]
+        )
+    else:
+
+        def pixels(coded: bytes, stages: int | None = None) -> np.ndarray:
+            return np.asarray(vqcodec.decompress(coded, "cpu", stages=stages))
+
+        same = np.array_equal(pixels(vqcodec.codec.upgrade(data, "cpu")), pixels(data))
+        fewer = np.array_equal(pixels(smaller), pixels(data, int(args[1])))
+    assert same and fewer

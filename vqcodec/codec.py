@@ -12,6 +12,7 @@ the image. A tile is also a chunk of the file: its indices are range coded indep
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import numpy as np
@@ -252,19 +253,21 @@ def decode_indices_and_bits(
     if not 1 <= header.quality <= model.num_stages or min(c.stages for c in chunks) < 1:
         raise CorruptFileError(f"stage counts outside 1..{model.num_stages}")
     q = header.quality if stages is None else max(1, min(stages, header.quality))
+    # A version 1 file's one CRC covers all stages of all chunks: all are decoded to check it.
+    decoded = q if header.indices_crc is None else header.quality
     h, w = header.latent_shape
-    bits = np.zeros((q, h, w)) if with_bits else None
+    bits = np.zeros((decoded, h, w)) if with_bits else None
     grids = []
     for chunk, (top, left, ch, cw) in zip(chunks, header.chunk_grid(), strict=True):
-        chunk_bits = bits[: min(q, chunk.stages), top : top + ch, left : left + cw] if with_bits else None
-        grids.append(decode_chunk(chunk, model.prior, ch, cw, q, chunk_bits))
-    if header.indices_crc is not None:  # version 1: one CRC of all chunks' indices
+        chunk_bits = bits[: min(decoded, chunk.stages), top : top + ch, left : left + cw] if with_bits else None
+        grids.append(decode_chunk(chunk, model.prior, ch, cw, decoded, chunk_bits))
+    if header.indices_crc is not None:
         crc = 0
         for grid in grids:
             crc = indices_crc(grid, crc)
         if crc != header.indices_crc:
             raise CorruptFileError("decoded indices fail their CRC: file damaged or decoded with a different prior")
-    return header, model, _joined(grids, header), bits
+    return header, model, _joined([g[:q] for g in grids], header), bits if bits is None else bits[:q]
 
 
 def _joined(chunks: list[torch.Tensor], header: Header) -> torch.Tensor:
@@ -292,3 +295,13 @@ def decompress(
 
 
 METADATA_INFO_KEYS = {"exif": "exif", "icc": "icc_profile", "xmp": "xmp"}  # file record -> PIL info key
+
+
+def upgrade(data: bytes, device: str = "auto") -> bytes:
+    """An image file of format version 1 as version 2, with the same indices (decoded and coded
+    again by the prior, one stream per stage; no network runs), so that it can be truncated."""
+    header, model, indices = decode_indices(data, device)
+    grids = [indices[:, top : top + ch, left : left + cw] for top, left, ch, cw in header.chunk_grid()]
+    labels = map(container.image_chunk_label, range(len(grids)))
+    chunks = [encode_chunk(grid, model.prior, label) for grid, label in zip(grids, labels, strict=True)]
+    return container.pack(dataclasses.replace(header, version=container.VERSION, indices_crc=None), chunks)

@@ -15,6 +15,7 @@ so the file's real bitrate is lower than the one asked for.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import io
 import sys
@@ -353,6 +354,18 @@ def decode_audio_indices(
     """Indices of each segment, one [q_s, 1, frames] grid per stream, checked by their CRCs
     (with `stages`, at most that many stages of each stream)."""
     yield from _segments(*open_audio_file(data, device, max_seconds), stages=stages)
+
+
+def upgrade_audio(data: bytes, device: str = "auto") -> bytes:
+    """An audio file of format version 1 as version 2, with the same indices (decoded and coded
+    again by the prior, one stream per stage; no network runs), so that it can be truncated."""
+    header, chunks, model = open_audio_file(data, device)
+    coded = [
+        encode_chunk(grid, model.prior, container.audio_chunk_label(seg * header.channels + s, header.channels))
+        for seg, grids in enumerate(_segments(header, chunks, model))
+        for s, grid in enumerate(grids)
+    ]
+    return container.pack_audio(dataclasses.replace(header, version=container.VERSION), coded)
 
 
 # Told each decoded segment's grids and the information of their indices in bits (one

@@ -226,10 +226,11 @@ def _stream_stages(chunks: list[Chunk], channels: int) -> tuple[int, ...]:
 
 def truncate(data: bytes, keep: int | tuple[int, ...]) -> bytes:
     """The file of the first `keep` stages of every chunk (audio: a count per stream), made by
-    dropping the other stages' records: no decoding, no model. Version 2 files only."""
+    dropping the other stages' records: no decoding, no model. Version 2 files only (the
+    command line upgrades a version 1 file first, which needs its model's prior)."""
     version = check_magic(data)
     if version < 2:
-        raise UsageError("a version 1 file has no stage boundaries: decompress and compress it again to truncate")
+        raise UsageError("a version 1 file has no stage boundaries: upgrade it first (codec.upgrade, upgrade_audio)")
     if kind_of(data) == "audio":
         header, chunks = unpack_audio(data)
         counts = keep if isinstance(keep, tuple) else (keep,) * header.channels
