@@ -1,0 +1,150 @@
+"""`vqcodec bench`: rate-distortion against the baselines, long recordings and large images."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from cli.main import _require_extra, main
+from vqcodec.catalog import DEFAULT_AUDIO_MODEL, DEFAULT_IMAGE_MODEL, DEFAULT_QUALITY
+
+
+@main.group()
+def bench() -> None:
+    """Measure rate, quality and speed against other codecs."""
+
+
+@bench.command("image")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("results/image"),
+    show_default=True,
+    help="Folder for the JSON results and plots.",
+)
+@click.option("-m", "--model", default=DEFAULT_IMAGE_MODEL, show_default=True)
+@click.option("-q", "--quality", "qualities", type=int, multiple=True, help="vqcodec levels [default: all].")
+@click.option("--baseline", "baselines", multiple=True, help="Only these baselines (JPEG, WebP, AVIF, 'JPEG XL').")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--reuse", is_flag=True, help="Read back codecs whose results are already in the output folder.")
+def bench_image(
+    folder: Path,
+    output: Path,
+    model: str,
+    qualities: tuple[int, ...],
+    baselines: tuple[str, ...],
+    device: str,
+    reuse: bool,
+) -> None:
+    """Every image in FOLDER with vqcodec at each quality and the baselines over their range."""
+    _require_extra("bench image")
+    from vqcodec.bench import bench_images
+
+    summary = bench_images(
+        folder,
+        output,
+        model,
+        device,
+        list(qualities) or None,
+        list(baselines) or None,
+        progress=sys.stderr.isatty(),
+        reuse=reuse,
+    )
+
+    def fmt(v):
+        return "no overlap" if v is None else f"{v:+.1f} %"
+
+    for row in summary["bd_rate_vs_baselines"]:
+        click.echo(
+            f"BD-rate vs {row['baseline']:>8}: PSNR {fmt(row['bd_rate_psnr_percent'])}, "
+            f"MS-SSIM {fmt(row['bd_rate_ms_ssim_percent'])}"
+        )
+    click.echo(f"results in {output}")
+
+
+@bench.command("audio")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("results/audio"),
+    show_default=True,
+    help="Folder for the JSON results and plots.",
+)
+@click.option("-m", "--model", default=DEFAULT_AUDIO_MODEL, show_default=True)
+@click.option("-b", "--bitrate", "bitrates", type=float, multiple=True, help="vqcodec kbps [default: 1.5 3 6 12].")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+def bench_audio_cmd(folder: Path, output: Path, model: str, bitrates: tuple[float, ...], device: str) -> None:
+    """Every sound in FOLDER with vqcodec at each bitrate and Opus at 6-24 kbps (speech: files named speech*)."""
+    _require_extra("bench audio")
+    from vqcodec.bench_audio import bench_audio
+    from vqcodec.codec_audio import tune_allocator
+
+    tune_allocator()
+
+    summary = bench_audio(folder, output, model, device, list(bitrates) or None, progress=sys.stderr.isatty())
+    for name, groups in summary["codecs"].items():
+        for group, r in groups.items():
+            points = ", ".join(
+                f"{k:.2f} kbps mel {m:.3f}" + (f" PESQ {p:.2f} STOI {s:.3f}" if group == "speech" else "")
+                for k, m, p, s in zip(
+                    r["kbps"], r["mel"], r.get("pesq", r["mel"]), r.get("stoi", r["mel"]), strict=True
+                )
+            )
+            click.echo(f"{name} {group}: {points}")
+    click.echo(f"results in {output}")
+
+
+@bench.command("long")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("results/long.json"))
+@click.option("--minutes", "minutes", type=float, multiple=True, help="Durations [default: 1 10 60].")
+@click.option("-b", "--bitrate", type=float, default=6.0, show_default=True)
+@click.option("-m", "--model", default=DEFAULT_AUDIO_MODEL, show_default=True)
+def bench_long_cmd(source: Path, output: Path, minutes: tuple[float, ...], bitrate: float, model: str) -> None:
+    """Time and peak memory of compress/decompress of long 44.1 kHz stereo files looped from SOURCE."""
+    from vqcodec.bench_audio import bench_long
+    from vqcodec.codec_audio import tune_allocator
+
+    tune_allocator()
+
+    rows = bench_long(source, list(minutes) or [1, 10, 60], bitrate, model, output.parent / ".long-work")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(rows, indent=1))
+    for r in rows:
+        click.echo(
+            f"{r['minutes']:g} min: encode {r['encode_realtime_x']:.1f}x real time ({r['encode_peak_rss_mb']:.0f} MB), "
+            f"decode {r['decode_realtime_x']:.1f}x ({r['decode_peak_rss_mb']:.0f} MB), {r['kbps']:.2f} kbps"
+        )
+
+
+@bench.command("large")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("results/large.json"),
+    show_default=True,
+)
+@click.option("-m", "--model", default=DEFAULT_IMAGE_MODEL, show_default=True)
+@click.option("-q", "--quality", type=int, default=DEFAULT_QUALITY, show_default=True)
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+def bench_large_cmd(source: Path, output: Path, model: str, quality: int, device: str) -> None:
+    """Time and peak memory of 1.5, 6 and 24 megapixel photos made by resizing SOURCE."""
+    from vqcodec.bench import bench_large
+
+    rows = bench_large(source, [(1500, 1000), (3000, 2000), (6000, 4000)], quality, model, device)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(rows, indent=1))
+    for r in rows:
+        click.echo(
+            f"{r['width']}x{r['height']}: encode {r['encode_s']:.1f} s, decode {r['decode_s']:.1f} s, "
+            f"peak memory {r['peak_rss_mb']:.0f} MB"
+        )
