@@ -571,16 +571,20 @@ def truncate(src: Path, output: Path, quality: int | None, bitrate: float | None
         _check_output(src, output, force)
     _no_binary_to_terminal(output, force, "a .vqc file")
     upgraded = container.check_magic(data) < container.VERSION
-    if upgraded:  # one stream for all stages: decoded and coded again per stage (the prior only)
-        from vqcodec import codec, codec_audio
-
-        audio = container.kind_of(data) == "audio"
-        data_v2 = codec_audio.upgrade_audio(data) if audio else codec.upgrade(data)
-    smaller = container.truncate(data_v2 if upgraded else data, stages)
+    scalable = _upgraded(data) if upgraded else data
+    smaller = container.truncate(scalable, stages)
     _emit(output, smaller, force, src)
     kept = stages if isinstance(stages, int) else "+".join(map(str, stages))
     note = " (re-coded from format version 1, the same indices)" if upgraded else ""
     click.echo(f"{src} -> {output}: stages {kept}, {len(data):,} -> {len(smaller):,} bytes{note}", err=output == STDIO)
+
+
+def _upgraded(data: bytes) -> bytes:
+    """A version 1 file (one stream for all stages) as version 2: decoded and coded again per
+    stage by the prior."""
+    from vqcodec import codec, codec_audio
+
+    return codec_audio.upgrade_audio(data) if container.kind_of(data) == "audio" else codec.upgrade(data)
 
 
 @main.command()
