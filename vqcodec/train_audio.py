@@ -28,6 +28,7 @@ from .prior import PriorConfig
 from .quantizer import SEARCH_BEAM
 from .train_prior import cached_grids, export_model, shipped_prior, train_prior
 from .training import (
+    CacheFiles,
     batch_stream,
     load_trained_vqvae,
     resume_vqvae,
@@ -241,7 +242,7 @@ def train_audio_vqvae(
     Under `torchrun`, each rank runs this with its own batches (see `training.Runtime`)."""
     rt = setup_runtime(device, mixed_precision)
     cache.mkdir(parents=True, exist_ok=True)
-    state_path, log_path = cache / "vqvae_state.safetensors", cache / "vqvae_log.jsonl"
+    state_path, log_path = CacheFiles(cache).vqvae_state, CacheFiles(cache).vqvae_log
     cfg = cfg or AudioNetConfig()
     torch.manual_seed(0)  # the same initial weights in every fresh run
     model = AudioVQVAE(cfg).to(rt.device)
@@ -318,7 +319,7 @@ class Critic:
     as EnCodec and DAC), saved beside the VQ-VAE's state and resumed from it."""
 
     def __init__(self, cache: Path, lr: float, rt):
-        self.path, self.rt = cache / "discriminator_state.safetensors", rt
+        self.path, self.rt = CacheFiles(cache).discriminator_state, rt
         self.disc = MultiScaleDiscriminator().to(rt.device)
         self.optimizer = torch.optim.Adam(self.disc.parameters(), lr=lr, betas=(0.5, 0.9))
         if self.path.exists():
@@ -439,7 +440,7 @@ def train_audio_model(
     train = {k: [p for i, p in enumerate(v) if i % 20 and i % 3 == 1] or v for k, v in groups.items()}
     settings = {"seconds": 4.0, "band_limit_share": band_limit_share}
     grids, val = cached_grids(
-        cache / "prior_grids.safetensors",
+        CacheFiles(cache).prior_grids,
         vqvae,
         {"train": train, "held_out": held_out, "count": prior_grids, **settings},
         lambda: (

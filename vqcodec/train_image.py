@@ -25,6 +25,7 @@ from .prior import PriorConfig
 from .quantizer import SEARCH_BEAM
 from .train_prior import cached_grids, export_model, shipped_prior, train_prior
 from .training import (
+    CacheFiles,
     batch_stream,
     load_trained_vqvae,
     resume_vqvae,
@@ -156,7 +157,7 @@ def train_vqvae(
     from pytorch_msssim import ms_ssim
 
     cache.mkdir(parents=True, exist_ok=True)
-    state_path, log_path = cache / "vqvae_state.safetensors", cache / "vqvae_log.jsonl"
+    state_path, log_path = CacheFiles(cache).vqvae_state, CacheFiles(cache).vqvae_log
     cfg = cfg or ImageNetConfig()
     torch.manual_seed(0)  # the same initial weights in every fresh run
     rt = setup_runtime(device, mixed_precision)
@@ -297,7 +298,7 @@ def train_image_model(
     train_paths = [p for p in paths if p not in set(held_out)]
     val_paths = held_out or train_paths
     grids, val = cached_grids(
-        cache / "prior_grids.safetensors",
+        CacheFiles(cache).prior_grids,
         vqvae,
         {"train": train_paths, "held_out": val_paths, "count": prior_grids},
         lambda: (index_set(vqvae, train_paths, prior_grids, seed=1), index_set(vqvae, val_paths, 32, seed=2)),

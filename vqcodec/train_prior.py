@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .prior import NUM_PASSES, IntegerPrior, PriorConfig, PriorNet, pass_map, prior_from_integer
 from .quantizer import SEARCH_BEAM, SEARCHED_STAGES
 from .registry import save_model, tensors_hash
-from .training import StopFlag, plot_curves
+from .training import CacheFiles, StopFlag, plot_curves
 from .weights import config_from_dict, load_tensors, load_training_state, read_meta, save_tensors, save_training_state
 
 
@@ -129,9 +129,9 @@ def train_prior(
     """
     cfg.check_exact()  # before any training, not at export
     cache.mkdir(parents=True, exist_ok=True)
-    log_path = cache / "prior_log.jsonl"
+    log_path = CacheFiles(cache).prior_log
     prior, first_step = PriorNet(cfg), 0
-    state_path = cache / "prior_state.safetensors"
+    state_path = CacheFiles(cache).prior_state
     if state_path.exists():  # warm start from the last run (the VQ-VAE may have moved on since)
         first_step = load_training_state(state_path, prior, None).get("steps", 0)
         print(f"prior warm-started from {state_path} (step {first_step})")
@@ -193,9 +193,9 @@ def export_model(
 ) -> dict:
     """Write the model file, its .json training report (with the VQ-VAE curve) and its curves
     PNG; returns the report."""
-    log_path = cache / "vqvae_log.jsonl"
+    log_path = CacheFiles(cache).vqvae_log
     log = [json.loads(line) for line in open(log_path)] if log_path.exists() else []
-    state = cache / "vqvae_state.safetensors"
+    state = CacheFiles(cache).vqvae_state
     seconds = read_meta(state).get("train_seconds") if state.exists() else None
     meta = {"prior": asdict(prior.cfg), "vqvae_steps": vqvae_steps, "prior_steps": report["steps"], **data_meta}
     if seconds is not None:  # the VQ-VAE's training time, all runs so far

@@ -27,6 +27,20 @@ from .errors import UsageError
 from .weights import config_from_dict, load_tensors, load_training_state, save_training_state
 
 
+class CacheFiles:
+    """The files of a training run's cache folder, named in one place."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.vqvae_state = self.root / "vqvae_state.safetensors"  # weights, Adam moments, step, seconds
+        self.vqvae_log = self.root / "vqvae_log.jsonl"  # a line every log_every steps
+        self.vqvae_eval = self.root / "vqvae_eval.jsonl"  # the held-out evaluation at every save
+        self.discriminator_state = self.root / "discriminator_state.safetensors"  # adversarial training
+        self.prior_grids = self.root / "prior_grids.safetensors"  # the VQ-VAE's index grids the prior learns
+        self.prior_state = self.root / "prior_state.safetensors"
+        self.prior_log = self.root / "prior_log.jsonl"
+
+
 class StopFlag:
     """Set by SIGTERM/SIGINT so that the loop saves its state before exiting."""
 
@@ -171,7 +185,7 @@ def train_loop(
     model.train()
     t_start, step_start = time.time(), step
     seconds_before = meta.get("train_seconds", 0.0)
-    eval_path = log_path.with_name(log_path.name.replace("_log", "_eval"))
+    eval_path = CacheFiles(log_path.parent).vqvae_eval
 
     def save() -> None:
         trained = seconds_before + time.time() - t_start
@@ -324,7 +338,7 @@ def load_trained_vqvae(cache: Path, kind: str, init_weights: Path | None = None)
     from .registry import VQVAE_KINDS
 
     vqvae_class, cfg_class = VQVAE_KINDS[kind]
-    state_path = cache / "vqvae_state.safetensors"
+    state_path = CacheFiles(cache).vqvae_state
     if state_path.exists():
         tensors, meta = load_tensors(state_path)
         model = vqvae_class(config_from_dict(cfg_class, meta["config"]))
@@ -347,14 +361,14 @@ def save_checkpoint(cache: Path, out: Path) -> tuple[int, float]:
     from .registry import save_model
     from .weights import read_meta
 
-    meta = read_meta(cache / "vqvae_state.safetensors")
+    meta = read_meta(CacheFiles(cache).vqvae_state)
     kind = "audio" if "strides" in meta["config"] else "image"
     vqvae, step = load_trained_vqvae(cache, kind)
     seconds = meta.get("train_seconds", 0.0)
     save_model(out, out.stem, vqvae, None, {"vqvae_steps": step, "vqvae_train_seconds": round(seconds)})
     log = out.with_suffix(".eval.jsonl")
     records = {}
-    for path in (log, cache / "vqvae_eval.jsonl"):
+    for path in (log, CacheFiles(cache).vqvae_eval):
         for line in path.read_text().splitlines() if path.exists() else []:
             record = json.loads(line)
             records[record["step"]] = record
