@@ -1,4 +1,9 @@
-"""The image VQ-VAE: encoder -> residual quantizer -> decoder."""
+"""The VQ-VAE of either medium: encoder -> residual quantizer -> decoder.
+
+One class holds what both media share (the quantizer, the training pass); the medium gives its
+networks, the offset that centres its input (images in [0, 1], sound already centred) and the
+layout its networks code fastest in.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +15,36 @@ from .nets_audio import AudioDecoder, AudioEncoder, AudioNetConfig, ISTFTDecoder
 from .quantizer import ResidualVQ
 
 
-class ImageVQVAE(nn.Module):
-    def __init__(self, cfg: ImageNetConfig):
+class VQVAE(nn.Module):
+    offset = 0.0  # subtracted from the input before the encoder, added back after the decoder
+
+    def __init__(self, cfg, encoder: nn.Module, decoder: nn.Module):
         super().__init__()
         self.cfg = cfg
-        self.encoder = Encoder(cfg)
+        self.encoder = encoder
         self.quantizer = ResidualVQ(cfg.latent_dim, cfg.codebook_sizes)
-        self.decoder = Decoder(cfg)
+        self.decoder = decoder
 
     @property
     def num_stages(self) -> int:
         return self.quantizer.num_stages
+
+    def forward(self, x: torch.Tensor, stages_per_sample: torch.Tensor):
+        """Training pass: (reconstruction, indices, commitment loss, per-stage code usage); sample
+        b is reconstructed from its first stages_per_sample[b] stages."""
+        latents = self.encoder(x - self.offset if self.offset else x)
+        quantized, indices, commit, usage = self.quantizer(latents, stages_per_sample)
+        recon = self.decoder(quantized)
+        return (recon + self.offset if self.offset else recon), indices, commit, usage
+
+
+class ImageVQVAE(VQVAE):
+    """Images [B, 3, H, W] in [0, 1] -> latents at 1/8 -> residual VQ -> decoder."""
+
+    offset = 0.5
+
+    def __init__(self, cfg: ImageNetConfig):
+        super().__init__(cfg, Encoder(cfg), Decoder(cfg))
 
     def for_coding(self) -> ImageVQVAE:
         """Switch the encoder and decoder to channels-last weights, which oneDNN convolves 20 %
@@ -31,36 +55,18 @@ class ImageVQVAE(nn.Module):
             net.to(memory_format=torch.channels_last)
         return self
 
-    def forward(self, images: torch.Tensor, stages_per_sample: torch.Tensor):
-        """Training pass on images in [0, 1]: (reconstruction, indices, commit loss, usage)."""
-        latents = self.encoder(images - 0.5)
-        quantized, indices, commit, usage = self.quantizer(latents, stages_per_sample)
-        return self.decoder(quantized) + 0.5, indices, commit, usage
 
-
-class AudioVQVAE(nn.Module):
+class AudioVQVAE(VQVAE):
     """Waveform [B, 1, N] -> latents [B, D, 1, N/hop] -> residual VQ -> decoder."""
 
     def __init__(self, cfg: AudioNetConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.encoder = AudioEncoder(cfg)
-        self.quantizer = ResidualVQ(cfg.latent_dim, cfg.codebook_sizes)
-        self.decoder = ISTFTDecoder(cfg) if cfg.decoder == "istft" else AudioDecoder(cfg)
-
-    @property
-    def num_stages(self) -> int:
-        return self.quantizer.num_stages
+        decoder = ISTFTDecoder(cfg) if cfg.decoder == "istft" else AudioDecoder(cfg)
+        super().__init__(cfg, AudioEncoder(cfg), decoder)
 
     def for_coding(self) -> AudioVQVAE:
         """Switch the encoder and decoder to their faster inference layout (`nets_audio.planar`),
         the same arithmetic on the same weights; for coding only, not for training or saving."""
         for net in (self.encoder, self.decoder):
-            if hasattr(net, "net"):
+            if hasattr(net, "net"):  # (the inverse-STFT decoder has no full-rate layers to switch)
                 net.net, net.planar = activations_in_place(planar(net.net)), True
         return self
-
-    def forward(self, wave: torch.Tensor, stages_per_sample: torch.Tensor):
-        latents = self.encoder(wave)
-        quantized, indices, commit, usage = self.quantizer(latents, stages_per_sample)
-        return self.decoder(quantized), indices, commit, usage
