@@ -176,22 +176,31 @@ def test_size_and_quality_targets_on_the_command_line(tmp_path, photo_file, soun
     assert result.exit_code == 2 and "is not a size" in result.output
 
 
-def test_a_size_target_for_sound_varies_the_stages_by_segment(tmp_path, sound_file):
+def test_a_size_target_for_sound_varies_the_stages_by_segment(tmp_path):
     """The sound is coded once with every stage; the stage counts of its 10-second chunks (here
     1.25 s: the tiny model's segments) are chosen to fill the size, finer than a whole level."""
+    import soundfile
+
     from vqcodec import container
 
-    runner = CliRunner()
+    rng = np.random.default_rng(0)
+    src = tmp_path / "long.wav"
+    soundfile.write(src, (0.2 * rng.standard_normal((22050 * 7, 2))).astype(np.float32), 22050, subtype="FLOAT")
     out = tmp_path / "s.vqc"
-    sizes = []
-    args = ["compress", str(sound_file), "-m", "tinyaudio", "-o", str(out), "-f", "--size"]
-    for size in ("700", "1k", "1.5k"):
-        result = runner.invoke(main, [*args, size])
+    args = ["compress", str(src), "-m", "tinyaudio", "-o", str(out), "-f", "--size"]
+
+    def totals(size: int) -> list[int]:
+        """The stages (mid + side) of each segment of the file made for `size`."""
+        result = CliRunner().invoke(main, [*args, str(size)])
         assert result.exit_code == 0 and "stages up to" in result.output, result.output
-        sizes.append(out.stat().st_size)
-        assert sizes[-1] <= float(size.replace("k", "")) * (1000 if "k" in size else 1)
-    assert sizes[0] < sizes[1] < sizes[2]
-    _, chunks = container.unpack_audio(out.read_bytes())
-    assert len({c.stages for c in chunks[::2]}) <= 2  # the mid's stage count: T or T + 1 by segment
-    _usage_error([*args, "20"], "the smallest is 553 (one stage)")
-    _usage_error(["compress", str(sound_file), "-m", "tinyaudio", "--size", "2k", "-b", "3"], "give one of")
+        assert out.stat().st_size <= size
+        chunks = container.unpack_audio(out.read_bytes())[1]
+        return [mid.stages + side.stages for mid, side in zip(chunks[::2], chunks[1::2], strict=True)]
+
+    # 6 segments; every segment at 1, 2 and 3 stages makes 2,394, 4,674 and 7,078 bytes.
+    made = [totals(size) for size in (3500, 4900, 6000, 8000)]
+    assert all(max(t) - min(t) <= 1 for t in made)  # T or T + 1 stages in each segment
+    assert [len(set(t)) for t in made] == [2, 1, 2, 2]  # finer than a level between the levels
+    assert [min(t) for t in made] == [1, 2, 2, 3]
+    _usage_error([*args, "20"], "the smallest is")
+    _usage_error(["compress", str(src), "-m", "tinyaudio", "--size", "2k", "-b", "3"], "give one of")
