@@ -4,7 +4,7 @@
 # in its own cache; the held-out evaluations land in CACHE/vqvae_eval.jsonl, and
 # `python scripts/sweep_table.py ~/.cache/vqcodec/NAME-sweep` tabulates them.
 #   bash scripts/sweep.sh image img2 [MINUTES]    (20 by default)
-#   bash scripts/sweep.sh audio aud2 20 e-snake16-gan f-snake16-istft   (only those candidates)
+#   bash scripts/sweep.sh audio aud2 20 b-snake16 c-snake16-l128   (only those candidates)
 #   bash scripts/sweep.sh audio aud2 [MINUTES]
 # With VQCODEC_SWEEP_FROM=WEIGHTS (e.g. models/aud1.safetensors) every candidate starts from those
 # weights instead of from scratch (the layers its network shares with them; the rest is new).
