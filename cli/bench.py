@@ -8,8 +8,15 @@ from pathlib import Path
 
 import click
 
-from cli.main import _require_extra, main
+from cli.main import _require_extra, device_option, main
 from vqcodec.catalog import DEFAULT_AUDIO_MODEL, DEFAULT_IMAGE_MODEL, DEFAULT_QUALITY
+
+
+def results_option(default: str, folder: bool = True):
+    """-o: where a benchmark writes (a folder of JSON results and plots, or one JSON file)."""
+    kind = click.Path(file_okay=not folder, dir_okay=folder, path_type=Path)
+    what = "Folder for the JSON results and plots." if folder else "JSON file of the results."
+    return click.option("-o", "--output", type=kind, default=Path(default), show_default=True, help=what)
 
 
 @main.group()
@@ -19,18 +26,11 @@ def bench() -> None:
 
 @bench.command("image")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("results/image"),
-    show_default=True,
-    help="Folder for the JSON results and plots.",
-)
+@results_option("results/image")
 @click.option("-m", "--model", default=DEFAULT_IMAGE_MODEL, show_default=True)
 @click.option("-q", "--quality", "qualities", type=int, multiple=True, help="vqcodec levels [default: all].")
 @click.option("--baseline", "baselines", multiple=True, help="Only these baselines (JPEG, WebP, AVIF, 'JPEG XL').")
-@click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@device_option("cpu")
 @click.option("--reuse", is_flag=True, help="Read back codecs whose results are already in the output folder.")
 def bench_image(
     folder: Path,
@@ -69,17 +69,10 @@ def bench_image(
 
 @bench.command("audio")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("results/audio"),
-    show_default=True,
-    help="Folder for the JSON results and plots.",
-)
+@results_option("results/audio")
 @click.option("-m", "--model", default=DEFAULT_AUDIO_MODEL, show_default=True)
 @click.option("-b", "--bitrate", "bitrates", type=float, multiple=True, help="vqcodec kbps [default: 1.5 3 6 12].")
-@click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@device_option("cpu")
 def bench_audio_cmd(folder: Path, output: Path, model: str, bitrates: tuple[float, ...], device: str) -> None:
     """Every sound in FOLDER with vqcodec at each bitrate and Opus at 6-24 kbps (speech: files named speech*)."""
     _require_extra("bench audio")
@@ -103,7 +96,7 @@ def bench_audio_cmd(folder: Path, output: Path, model: str, bitrates: tuple[floa
 
 @bench.command("long")
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("results/long.json"))
+@results_option("results/long.json", folder=False)
 @click.option("--minutes", "minutes", type=float, multiple=True, help="Durations [default: 1 10 60].")
 @click.option("-b", "--bitrate", type=float, default=6.0, show_default=True)
 @click.option("-m", "--model", default=DEFAULT_AUDIO_MODEL, show_default=True)
@@ -126,16 +119,10 @@ def bench_long_cmd(source: Path, output: Path, minutes: tuple[float, ...], bitra
 
 @bench.command("large")
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("results/large.json"),
-    show_default=True,
-)
+@results_option("results/large.json", folder=False)
 @click.option("-m", "--model", default=DEFAULT_IMAGE_MODEL, show_default=True)
 @click.option("-q", "--quality", type=int, default=DEFAULT_QUALITY, show_default=True)
-@click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@device_option("cpu")
 def bench_large_cmd(source: Path, output: Path, model: str, quality: int, device: str) -> None:
     """Time and peak memory of 1.5, 6 and 24 megapixel photos made by resizing SOURCE."""
     from vqcodec.bench import bench_large

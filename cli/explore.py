@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cli.main import _check_output, _read, _require_extra, _write_atomic, main
+from cli.main import _check_output, _read, _require_extra, _write_atomic, device_option, main
 from vqcodec.catalog import DEFAULT_AUDIO_MODEL, DEFAULT_IMAGE_MODEL
 
 
@@ -15,7 +15,7 @@ from vqcodec.catalog import DEFAULT_AUDIO_MODEL, DEFAULT_IMAGE_MODEL
 @click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Report PNG [SRC.inspect.png].")
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON (and write no picture).")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@device_option()
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing report.")
 def inspect(src: Path, output: Path | None, as_json: bool, device: str, force: bool) -> None:
     """Show where the bits of a .vqc file go: per region (images) or over time (audio), per
@@ -64,7 +64,7 @@ def _count(n: int, noun: str) -> str:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--size", default="256x256", show_default=True, help="WIDTHxHEIGHT")
 @click.option("-m", "--model", default=DEFAULT_IMAGE_MODEL, show_default=True)
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@device_option()
 def sample_image(count, output, quality, temperature, seed, size, model, device) -> None:
     """PNG images sampled from the prior, and a contact sheet of them (sheet.png)."""
     from PIL import Image
@@ -88,7 +88,7 @@ def sample_image(count, output, quality, temperature, seed, size, model, device)
 @click.option("--temperature", type=float, default=1.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-m", "--model", default=DEFAULT_AUDIO_MODEL, show_default=True)
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@device_option()
 def sample_audio(count, output, seconds, stages, temperature, seed, model, device) -> None:
     """WAV sounds sampled from the prior."""
     import soundfile

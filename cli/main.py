@@ -100,6 +100,13 @@ def main() -> None:
 STDIO = Path("-")
 SIZE = click.types.FuncParamType(lambda value: _parse_size(value))
 POSITIVE = click.FloatRange(0, min_open=True)
+
+
+def device_option(default: str = "auto"):
+    """The --device option every command that runs a network has."""
+    return click.option("--device", default=default, show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+
+
 JOBS = click.option("-j", "--jobs", type=click.IntRange(1), default=1, help="Worker processes for many inputs [1].")
 # The optional packages each command needs, checked before it starts any work.
 EXTRAS = {
@@ -178,7 +185,7 @@ def _progress_bar(total: int, label: str):
     default=None,
     help=f"Model name or .safetensors path [{DEFAULT_IMAGE_MODEL} / {DEFAULT_AUDIO_MODEL}].",
 )
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@device_option()
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file (or write to a terminal).")
 @JOBS
 def compress(
@@ -372,7 +379,7 @@ def _compress_audio(
     help="Output file, by its extension (default PNG for an image, WAV for a sound; '-': standard output); "
     "for several inputs or a folder, the output folder.",
 )
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@device_option()
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file (or write to a terminal).")
 @click.option("-q", "--quality", type=click.IntRange(1), help="Images: decode only the first Q stages [all].")
 @click.option("-b", "--bitrate", type=POSITIVE, help="Sound: decode only the stages of this many kbps [all].")

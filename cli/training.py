@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cli.main import main
+from cli.main import device_option, main
 from vqcodec.errors import UsageError
 
 
@@ -41,7 +41,7 @@ def _train_options(kind: str):
                 help="Final phase: the VQ-VAE learning rate falls from --lr to a tenth over this run (cosine).",
             ),
             click.option("--max-steps", type=int, help="Stop the VQ-VAE at this step count."),
-            click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])),
+            device_option(),
             click.option("--threads", type=int, help="CPU threads for torch."),
             click.option("--workers", type=int, help="Data loading processes [0 on a CPU, up to 8 with a GPU]."),
             click.option("--save-every", "save_minutes", type=float, help="Minutes between saved states [5]."),

@@ -58,6 +58,17 @@ def v1_audio_bytes(header: container.AudioHeader, payloads: list[bytes]) -> int:
     return fixed + sum(len(p) + 8 for p in payloads)
 
 
+def truncation_table(head: str, truncated: dict, label, quality) -> list[str]:
+    """Markdown rows of the mean (direct bytes, truncated bytes, direct quality, truncated
+    quality) of each level."""
+    lines = [head, "|---|---|---|"]
+    for key, rows in truncated.items():
+        d_bytes, t_bytes, d_quality, t_quality = np.mean(rows, 0)
+        direct, short = f"{d_bytes:,.0f} B, {quality(d_quality)}", f"{t_bytes:,.0f} B, {quality(t_quality)}"
+        lines.append(f"| {label(key)} | {direct} | {short} |")
+    return lines
+
+
 def image_rows(paths: list[Path]) -> tuple[list[str], list[str]]:
     model = load_image_model(DEFAULT_IMAGE_MODEL, "cpu")
     levels = model.num_stages
@@ -86,11 +97,8 @@ def image_rows(paths: list[Path]) -> tuple[list[str], list[str]]:
             f"| q{q + 1} | {8 * a / pixels:.4f} | {8 * b / pixels:.4f} | {(b - a) / len(paths):.1f} | "
             f"{100 * (b / a - 1):+.2f} % |"
         )
-    trunc = ["| level | direct: bytes, PSNR | truncated from q12: bytes, PSNR |", "|---|---|---|"]
-    for q, rows in truncated.items():
-        d_bytes, t_bytes, d_psnr, t_psnr = np.mean(rows, 0)
-        trunc.append(f"| q{q} | {d_bytes:,.0f} B, {d_psnr:.2f} dB | {t_bytes:,.0f} B, {t_psnr:.2f} dB |")
-    return cost, trunc
+    head = "| level | direct: bytes, PSNR | truncated from q12: bytes, PSNR |"
+    return cost, truncation_table(head, truncated, lambda q: f"q{q}", lambda v: f"{v:.2f} dB")
 
 
 def audio_rows(paths: list[Path]) -> tuple[list[str], list[str]]:
@@ -127,11 +135,8 @@ def audio_rows(paths: list[Path]) -> tuple[list[str], list[str]]:
         cost.append(
             f"| {r:g} kbps | {8 * a / 1000 / seconds:.3f} | {8 * b / 1000 / seconds:.3f} | {100 * (b / a - 1):+.2f} % |"
         )
-    trunc = ["| rate | direct: bytes, mel distance | truncated from 12 kbps: bytes, mel distance |", "|---|---|---|"]
-    for r, rows in truncated.items():
-        d_bytes, t_bytes, d_mel, t_mel = np.mean(rows, 0)
-        trunc.append(f"| {r:g} kbps | {d_bytes:,.0f} B, {d_mel:.4f} | {t_bytes:,.0f} B, {t_mel:.4f} |")
-    return cost, trunc
+    head = "| rate | direct: bytes, mel distance | truncated from 12 kbps: bytes, mel distance |"
+    return cost, truncation_table(head, truncated, lambda r: f"{r:g} kbps", lambda v: f"{v:.4f}")
 
 
 def main() -> None:

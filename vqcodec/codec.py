@@ -13,6 +13,7 @@ the image. A tile is also a chunk of the file: its indices are range coded indep
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator
 
 import numpy as np
@@ -137,9 +138,13 @@ def _header(codec_model: CodecModel, rgb: RGBImage, quality: int) -> Header:
 
 
 def _pack(codec_model: CodecModel, rgb: RGBImage, quality: int, grids: list[torch.Tensor]) -> bytes:
+    return container.pack(_header(codec_model, rgb, quality), _chunks(codec_model, grids))
+
+
+def _chunks(codec_model: CodecModel, grids: list[torch.Tensor]) -> list[container.Chunk]:
+    """The file records of the tiles' index grids (row-major)."""
     labels = map(container.image_chunk_label, range(len(grids)))
-    chunks = [encode_chunk(grid, codec_model.prior, label) for grid, label in zip(grids, labels, strict=True)]
-    return container.pack(_header(codec_model, rgb, quality), chunks)
+    return [encode_chunk(grid, codec_model.prior, label) for grid, label in zip(grids, labels, strict=True)]
 
 
 def compress_to_target(
@@ -165,6 +170,7 @@ def compress_to_target(
     latents = encode_latents(codec_model, rgb.pixels)  # the network runs once, whatever the level
     chunks = search_codes(codec_model, latents, codec_model.num_stages)
 
+    @functools.cache  # the searches ask for some levels more than once
     def encoded(q: int) -> bytes:
         return _pack(codec_model, rgb, q, chunks_at(q))
 
@@ -197,12 +203,11 @@ def _fit_size(codec_model, rgb, chunks, max_bytes: int, encoded) -> tuple[bytes,
         raise UsageError(f"no file of this image fits {max_bytes:,} bytes: the smallest is {len(data):,} (quality 1)")
     if len(chunks) > 1 and quality < len(estimates):  # finer: one stage more in as many tiles as fit
         header, more = container.unpack(encoded(quality + 1))
-        lo, hi = 1, len(chunks) - 1
-        while lo <= hi:
-            m = (lo + hi) // 2
-            candidate = container.pack_first(header, more, container.spread(quality, m, len(chunks)))
-            lo, hi = (m + 1, hi) if len(candidate) <= max_bytes else (lo, m - 1)
-            data = candidate if len(candidate) <= max_bytes else data
+
+        def with_more(m: int) -> bytes:
+            return container.pack_first(header, more, container.spread(quality, m, len(chunks)))
+
+        data = container.largest_fitting(1, len(chunks) - 1, with_more, max_bytes)[1] or data
     return data, quality
 
 
@@ -280,6 +285,9 @@ def _joined(chunks: list[torch.Tensor], header: Header) -> torch.Tensor:
     return indices
 
 
+METADATA_INFO_KEYS = {"exif": "exif", "icc": "icc_profile", "xmp": "xmp"}  # file record -> PIL info key
+
+
 def decompress(
     data: bytes, device: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS, stages: int | None = None
 ) -> Image.Image:
@@ -294,14 +302,10 @@ def decompress(
     return image
 
 
-METADATA_INFO_KEYS = {"exif": "exif", "icc": "icc_profile", "xmp": "xmp"}  # file record -> PIL info key
-
-
 def upgrade(data: bytes, device: str = "auto") -> bytes:
     """An image file of format version 1 as version 2, with the same indices (decoded and coded
     again by the prior, one stream per stage; no network runs), so that it can be truncated."""
     header, model, indices = decode_indices(data, device)
     grids = [indices[:, top : top + ch, left : left + cw] for top, left, ch, cw in header.chunk_grid()]
-    labels = map(container.image_chunk_label, range(len(grids)))
-    chunks = [encode_chunk(grid, model.prior, label) for grid, label in zip(grids, labels, strict=True)]
-    return container.pack(dataclasses.replace(header, version=container.VERSION, indices_crc=None), chunks)
+    upgraded = dataclasses.replace(header, version=container.VERSION, indices_crc=None)
+    return container.pack(upgraded, _chunks(model, grids))

@@ -310,25 +310,19 @@ def compress_audio_to_size(
         return container.pack_first(header, chunks, per_chunk)
 
     most = levels * streams
-    best, files = 0, {}
-    lo, hi = 1, most  # the most total stages T that fit in every segment
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        files[mid] = packed([mid] * segments)
-        lo, hi, best = (mid + 1, hi, mid) if len(files[mid]) <= max_bytes else (lo, mid - 1, best)
-    if not best:
-        smallest = len(files.get(1) or packed([1] * segments))
+    best, data = container.largest_fitting(1, most, lambda t: packed([t] * segments), max_bytes)
+    if data is None:
+        smallest = len(packed([1] * segments))
         raise UsageError(f"no file of this sound fits {max_bytes:,} bytes: the smallest is {smallest:,} (one stage)")
-    data, totals = files[best], [best] * segments
-    if best < most:  # then T + 1 in m segments, evenly spread: the most m that fits
-        lo, hi = 1, segments - 1
-        while lo <= hi:
-            m = (lo + hi) // 2
-            more = container.spread(best, m, segments)
-            candidate = packed(more)
-            lo, hi = (m + 1, hi) if len(candidate) <= max_bytes else (lo, m - 1)
-            if len(candidate) <= max_bytes:
-                data, totals = candidate, more
+    totals = [best] * segments
+
+    def one_more_in(m: int) -> list[int]:  # T + 1 stages in m segments, evenly spread
+        return container.spread(best, m, segments)
+
+    if best < most:
+        m, finer = container.largest_fitting(1, segments - 1, lambda m: packed(one_more_in(m)), max_bytes)
+        if finer is not None:
+            data, totals = finer, one_more_in(m)
     return data, stage_kbps * sum(totals) / segments
 
 

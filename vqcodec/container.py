@@ -18,6 +18,7 @@ the whole file and one over all its indices) read into the same records.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from .errors import CorruptFileError, UsageError
@@ -212,6 +213,20 @@ def pack_first(header: Header | AudioHeader, chunks: list[Chunk], counts: list[i
     if isinstance(header, AudioHeader):
         return pack_audio(replace(header, stages=_stream_stages(kept, header.channels)), kept)
     return pack(replace(header, quality=max(c.stages for c in kept)), kept)
+
+
+def largest_fitting(lo: int, hi: int, make: Callable[[int], bytes], max_bytes: int) -> tuple[int, bytes | None]:
+    """The largest n in lo..hi whose file `make(n)` has at most `max_bytes`, by bisection (the
+    files grow with n): (n, that file), or (lo - 1, None) when none fits."""
+    best, found = lo - 1, None
+    while lo <= hi:
+        n = (lo + hi) // 2
+        data = make(n)
+        if len(data) <= max_bytes:
+            best, found, lo = n, data, n + 1
+        else:
+            hi = n - 1
+    return best, found
 
 
 def spread(base: int, more: int, count: int) -> list[int]:
