@@ -118,6 +118,7 @@ def _run_training(kind: str, data: Path | None, out: Path, config: Path | None, 
             "offered_stages": tuple(settings["offered_stages"]),
             "band_limit_share": settings["band_limit_share"],
             "adversarial": settings["adversarial"],
+            "discriminator_lr": settings["discriminator_lr"],
         }
         card = train_audio_model(groups, out, cache, *minutes, **audio, **common)
     if card["vqvae_steps"] is None:  # a rank other than 0 of a torchrun job

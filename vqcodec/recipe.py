@@ -6,6 +6,7 @@
               offered_stages (stage counts trained most, e.g. the CLI's rates [2, 4, 8, 16]),
               band_limit_share (the share of segments band-limited to 8 or 16 kHz),
               adversarial (weight of the discriminators' losses; 0, the default: none),
+              discriminator_lr (their Adam learning rate, 2e-4 by default),
               mixed_precision (bfloat16 where the GPU or CPU computes it natively; default true)
     [net]     fields of ImageNetConfig / AudioNetConfig
     [prior]   fields of PriorConfig (embed_dim, hidden, layers, kernel)
@@ -38,6 +39,7 @@ TRAIN_DEFAULTS = {
         "offered_stages": [],
         "band_limit_share": 0.0,
         "adversarial": 0.0,
+        "discriminator_lr": 2e-4,
     },
 }
 for _defaults in TRAIN_DEFAULTS.values():

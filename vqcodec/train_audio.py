@@ -234,12 +234,14 @@ def train_audio_vqvae(
     anneal: bool = False,
     mixed_precision: bool = True,
     adversarial: float = 0.0,
+    discriminator_lr: float = 2e-4,
 ) -> Path:
     """Train (or resume) the audio VQ-VAE for `minutes` (or up to `max_steps`); returns the state file.
 
     With `adversarial` > 0, multi-scale STFT discriminators train beside it and their hinge and
-    feature-matching losses, times `adversarial`, join the spectral ones (`vqcodec.adversarial`).
-    Under `torchrun`, each rank runs this with its own batches (see `training.Runtime`)."""
+    feature-matching losses, times `adversarial`, join the spectral ones (`vqcodec.adversarial`);
+    they learn at `discriminator_lr`, so a VQ-VAE refined at a small `lr` still meets trained
+    critics soon. Under `torchrun`, each rank runs this with its own batches (see `training.Runtime`)."""
     rt = setup_runtime(device, mixed_precision)
     cache.mkdir(parents=True, exist_ok=True)
     state_path, log_path = CacheFiles(cache).vqvae_state, CacheFiles(cache).vqvae_log
@@ -263,7 +265,7 @@ def train_audio_vqvae(
         return {"val_mel": mel_distance(recon, val_wave, cfg.sample_rate).item()}
 
     net = rt.wrap(model)
-    critic = Critic(cache, lr, rt) if adversarial > 0 else None
+    critic = Critic(cache, discriminator_lr, rt) if adversarial > 0 else None
 
     stream = batch_stream(sampler, batch, step, rt, workers)
 
@@ -401,6 +403,7 @@ def train_audio_model(
     anneal: bool = False,
     mixed_precision: bool = True,
     adversarial: float = 0.0,
+    discriminator_lr: float = 2e-4,
 ) -> dict:
     """Rebuild a shipped audio model: resume the VQ-VAE, train the prior, export both (with
     `prior_minutes` <= 0 only the VQ-VAE trains). Writes `out` and its .json training report.
@@ -427,6 +430,7 @@ def train_audio_model(
             anneal=anneal,
             mixed_precision=mixed_precision,
             adversarial=adversarial,
+            discriminator_lr=discriminator_lr,
         )
     rt.finish()  # the prior trains in one process: the other ranks are done
     if not rt.main:
