@@ -43,7 +43,7 @@ def bench_image(
 ) -> None:
     """Every image in FOLDER with vqcodec at each quality and the baselines over their range."""
     _require_extra("bench image")
-    from vqcodec.bench import bench_images
+    from vqcodec.bench.image import bench_images
 
     summary = bench_images(
         folder,
@@ -76,8 +76,8 @@ def bench_image(
 def bench_audio_cmd(folder: Path, output: Path, model: str, bitrates: tuple[float, ...], device: str) -> None:
     """Every sound in FOLDER with vqcodec at each bitrate and Opus at 6-24 kbps (speech: files named speech*)."""
     _require_extra("bench audio")
-    from vqcodec.bench_audio import bench_audio
-    from vqcodec.codec_audio import tune_allocator
+    from vqcodec.bench.audio import bench_audio
+    from vqcodec.codec.audio import tune_allocator
 
     tune_allocator()
 
@@ -102,8 +102,8 @@ def bench_audio_cmd(folder: Path, output: Path, model: str, bitrates: tuple[floa
 @click.option("-m", "--model", default=DEFAULT_AUDIO_MODEL, show_default=True)
 def bench_long_cmd(source: Path, output: Path, minutes: tuple[float, ...], bitrate: float, model: str) -> None:
     """Time and peak memory of compress/decompress of long 44.1 kHz stereo files looped from SOURCE."""
-    from vqcodec.bench_audio import bench_long
-    from vqcodec.codec_audio import tune_allocator
+    from vqcodec.bench.audio import bench_long
+    from vqcodec.codec.audio import tune_allocator
 
     tune_allocator()
 
@@ -125,7 +125,7 @@ def bench_long_cmd(source: Path, output: Path, minutes: tuple[float, ...], bitra
 @device_option("cpu")
 def bench_large_cmd(source: Path, output: Path, model: str, quality: int, device: str) -> None:
     """Time and peak memory of 1.5, 6 and 24 megapixel photos made by resizing SOURCE."""
-    from vqcodec.bench import bench_large
+    from vqcodec.bench.image import bench_large
 
     rows = bench_large(source, [(1500, 1000), (3000, 2000), (6000, 4000)], quality, model, device)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ def inspect(src: Path, output: Path | None, as_json: bool, device: str, force: b
     """Show where the bits of a .vqc file go: per region (images) or over time (audio), per
     stage, and codebook usage, from the prior's probabilities of the coded indices."""
     _require_extra("inspect")
-    from vqcodec.inspection import inspect_file, plot_report
+    from vqcodec.tools.inspection import inspect_file, plot_report
 
     result = inspect_file(_read(src), device)
     summary = result.summary()
@@ -69,7 +69,7 @@ def sample_image(count, output, quality, temperature, seed, size, model, device)
     """PNG images sampled from the prior, and a contact sheet of them (sheet.png)."""
     from PIL import Image
 
-    from vqcodec.sampling import contact_sheet, sample_images
+    from vqcodec.tools.sampling import contact_sheet, sample_images
 
     width, height = _size(size)
     images = sample_images(model, count, width, height, quality, temperature, seed, device)
@@ -93,7 +93,7 @@ def sample_audio(count, output, seconds, stages, temperature, seed, model, devic
     """WAV sounds sampled from the prior."""
     import soundfile
 
-    from vqcodec.sampling import sample_sounds
+    from vqcodec.tools.sampling import sample_sounds
 
     sounds, rate = sample_sounds(model, count, seconds, stages, temperature, seed, device)
     output.mkdir(parents=True, exist_ok=True)

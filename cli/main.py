@@ -313,7 +313,7 @@ def _compress_image(
         catalog.check_quality(meta, quality)
     from PIL import Image
 
-    from vqcodec.media import load_image
+    from vqcodec.media.image import load_image
 
     if isinstance(src, bytes):
         try:
@@ -322,19 +322,21 @@ def _compress_image(
             raise BadInputError(f"standard input is not a readable image or sound ({e})") from None
     else:
         image = load_image(src, keep_metadata)
-    from vqcodec import codec
+    from vqcodec.codec import image as image_codec
 
     height, width = image.pixels.shape[:2]  # no need to parse the file made
     reached = ""
     if target["max_bpp"] is not None:
         target = {**target, "max_bytes": int(target["max_bpp"] * width * height / 8)}
     if targeted:
-        data, quality, psnr = codec.compress_to_target(image, target["max_bytes"], target["min_psnr"], model, device)
+        data, quality, psnr = image_codec.compress_to_target(
+            image, target["max_bytes"], target["min_psnr"], model, device
+        )
         reached = "" if psnr is None else f", PSNR {psnr:.2f} dB"
         top = container.unpack(data)[0].quality  # a size target may give some tiles one stage more
         quality = f"{quality}-{top} by tile" if top != quality else quality
     else:
-        data = codec.compress(image, quality=quality, model=model, device=device)
+        data = image_codec.compress(image, quality=quality, model=model, device=device)
     bpp = len(data) * 8 / (width * height)
     kept = "".join(f", {name} {len(value):,} bytes kept" for name, value in image.metadata)
     return data, f"{width}x{height}, quality {quality}, {len(data):,} bytes, {bpp:.4f} bpp{reached}{kept}"
@@ -352,15 +354,15 @@ def _compress_audio(
     except Exception:  # noqa: BLE001
         seconds, channels = 0.0, 1
     catalog.stages_for_bitrate(bitrate, channels, catalog.num_stages(meta), catalog.kbps_per_stage(meta["net"]))
-    from vqcodec import codec_audio
+    from vqcodec.codec import audio as audio_codec
 
-    codec_audio.tune_allocator()
+    audio_codec.tune_allocator()
     with _progress_bar(int(seconds / 10) + 1 if progress else 0, "compressing") as bar:
         if max_bytes is None:
-            header, chunks, _ = codec_audio.encode_audio(src, bitrate, model, device, bar.update)
+            header, chunks, _ = audio_codec.encode_audio(src, bitrate, model, device, bar.update)
             data, stages = container.pack_audio(header, chunks), "+".join(map(str, header.stages))
         else:
-            data, stage_kbps = codec_audio.compress_audio_to_size(src, max_bytes, model, device, bar.update)
+            data, stage_kbps = audio_codec.compress_audio_to_size(src, max_bytes, model, device, bar.update)
             header = container.unpack_audio(data)[0]
             stages = f"up to {'+'.join(map(str, header.stages))} ({stage_kbps:.2f} kbps before the prior)"
     kbps = container.audio_bitrate(header, len(data))
@@ -470,10 +472,10 @@ def _decode_to(
     suffix = ".png" if out == STDIO else out.suffix.lower()
     if suffix not in IMAGE_OUTPUT_SUFFIXES:
         raise UsageError(f"cannot write '{suffix}' images: use one of {', '.join(sorted(IMAGE_OUTPUT_SUFFIXES))}")
-    from vqcodec import codec
-    from vqcodec.media import image_file_bytes
+    from vqcodec.codec import image as image_codec
+    from vqcodec.media.image import image_file_bytes
 
-    image = codec.decompress(coded, device, max_pixels or container.DEFAULT_MAX_PIXELS, stages)
+    image = image_codec.decompress(coded, device, max_pixels or container.DEFAULT_MAX_PIXELS, stages)
     fmt = {".tif": "TIFF", ".ppm": "PPM"}.get(suffix, suffix[1:].upper())
     _emit(out, image_file_bytes(image, fmt), force, src)
     return f"{image.width}x{image.height}" + (f", {stages} stages" if stages else ""), image
@@ -499,8 +501,8 @@ def _stages_to_keep(coded: bytes, quality: int | None, bitrate: float | None) ->
 def _compare(original_path: Path, image, coded_bytes: int, err: bool) -> None:
     import numpy as np
 
-    from vqcodec.bench import ms_ssim_rgb, psnr_rgb
-    from vqcodec.media import load_image
+    from vqcodec.bench.image import ms_ssim_rgb, psnr_rgb
+    from vqcodec.media.image import load_image
 
     original = load_image(original_path).pixels
     decoded = np.asarray(image.convert("RGB"))
@@ -525,11 +527,11 @@ def _decompress_audio(
     if suffix not in AUDIO_OUTPUT_FORMATS:
         raise UsageError(f"cannot write '{suffix}' audio: use one of {', '.join(sorted(AUDIO_OUTPUT_FORMATS))}")
     fmt, subtype = AUDIO_OUTPUT_FORMATS[suffix]
-    from vqcodec import codec_audio
+    from vqcodec.codec import audio as audio_codec
 
-    codec_audio.tune_allocator()
+    audio_codec.tune_allocator()
     bar = None  # the progress bar, made when writing starts (blocks are decoded lazily)
-    header, blocks = codec_audio.decode_audio_blocks(
+    header, blocks = audio_codec.decode_audio_blocks(
         coded, device, max_seconds, progress=lambda n: bar.update(n), stages=stages
     )
 
@@ -589,9 +591,10 @@ def truncate(src: Path, output: Path, quality: int | None, bitrate: float | None
 def _upgraded(data: bytes) -> bytes:
     """A version 1 file (one stream for all stages) as version 2: decoded and coded again per
     stage by the prior."""
-    from vqcodec import codec, codec_audio
+    from vqcodec.codec import audio as audio_codec
+    from vqcodec.codec import image as image_codec
 
-    return codec_audio.upgrade_audio(data) if container.kind_of(data) == "audio" else codec.upgrade(data)
+    return audio_codec.upgrade_audio(data) if container.kind_of(data) == "audio" else image_codec.upgrade(data)
 
 
 @main.command()

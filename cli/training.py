@@ -74,7 +74,7 @@ def _move_aside(cache: Path) -> None:
 def _run_training(kind: str, data: Path | None, out: Path, config: Path | None, cache: Path | None, **given) -> None:
     import torch
 
-    from vqcodec.recipe import load_recipe
+    from vqcodec.train.recipe import load_recipe
 
     recipe = load_recipe(config, kind)
     settings = {**recipe["train"], **{k: v for k, v in given.items() if v is not None}}
@@ -105,12 +105,12 @@ def _run_training(kind: str, data: Path | None, out: Path, config: Path | None, 
     }
     minutes = (settings["vqvae_minutes"], settings["prior_minutes"])
     if kind == "image":
-        from vqcodec.train_image import train_image_model
+        from vqcodec.train.image import train_image_model
 
         card = train_image_model(data, out, cache, *minutes, **common)
     else:
-        from vqcodec.media_audio import list_audio
-        from vqcodec.train_audio import train_audio_model, training_audio
+        from vqcodec.media.audio import list_audio
+        from vqcodec.train.audio import train_audio_model, training_audio
 
         groups = training_audio(data, cache.parent / "audio-src") if settings["music"] else {"speech": list_audio(data)}
         audio = {

@@ -20,7 +20,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import vqcodec
-from vqcodec.media import list_images
+from vqcodec.media.image import list_images
 
 
 def compress_folder(client, photos: Path, out_dir: Path, quality: int, model: str) -> dict[Path, str]:

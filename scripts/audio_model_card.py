@@ -15,8 +15,8 @@ from pathlib import Path
 from model_card import update_readme  # this folder is on sys.path when run as a script
 
 from vqcodec.quantizer import SEARCH_BEAM, SEARCHED_STAGES
-from vqcodec.train_audio import DEBIAN_AUDIO_PACKAGES
-from vqcodec.training import OFFERED_SHARE
+from vqcodec.train.audio import DEBIAN_AUDIO_PACKAGES
+from vqcodec.train.loop import OFFERED_SHARE
 
 
 def _file_counts(files: dict[str, int]) -> str:

@@ -2,14 +2,14 @@
 
     python scripts/checkpoint.py CACHE OUT.safetensors
 
-See `vqcodec.training.save_checkpoint`: OUT holds the fp16 weights, step and training time;
+See `vqcodec.train.loop.save_checkpoint`: OUT holds the fp16 weights, step and training time;
 OUT with suffix .eval.jsonl the whole-photo evaluations of every session so far.
 """
 
 import sys
 from pathlib import Path
 
-from vqcodec.training import save_checkpoint
+from vqcodec.train.loop import save_checkpoint
 
 if __name__ == "__main__":
     out = Path(sys.argv[2])

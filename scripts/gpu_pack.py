@@ -22,7 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from vqcodec.media import list_images
+from vqcodec.media.image import list_images
 
 LIMIT = 64 * 2**20  # what one call may carry, working tree included
 MARGIN = 4 * 2**20  # room for the checkpoints and logs written before the call

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from vqcodec.media import list_images
-from vqcodec.train_image import evaluate_photos, held_out_photos
-from vqcodec.training import load_trained_vqvae
+from vqcodec.media.image import list_images
+from vqcodec.train.image import evaluate_photos, held_out_photos
+from vqcodec.train.loop import load_trained_vqvae
 
 KODAK = Path("../shared/data/images/kodak")
 

@@ -17,12 +17,14 @@ from pathlib import Path
 import constriction
 import numpy as np
 
-from vqcodec import codec, codec_audio, container
-from vqcodec.bench import psnr_rgb
-from vqcodec.bench_audio import audio_metrics
+from vqcodec import container
+from vqcodec.bench.audio import audio_metrics
+from vqcodec.bench.image import psnr_rgb
+from vqcodec.codec import audio as audio_codec
+from vqcodec.codec import image as image_codec
 from vqcodec.entropy import _FAMILY, _known_grid_pmfs
-from vqcodec.media import list_images, load_image
-from vqcodec.media_audio import list_audio, load_audio
+from vqcodec.media.audio import list_audio, load_audio
+from vqcodec.media.image import list_images, load_image
 from vqcodec.quantizer import SEARCHED_STAGES
 from vqcodec.registry import DEFAULT_AUDIO_MODEL, DEFAULT_IMAGE_MODEL, load_audio_model, load_image_model
 
@@ -77,17 +79,17 @@ def image_rows(paths: list[Path]) -> tuple[list[str], list[str]]:
     truncated = {q: [] for q in range(1, SEARCHED_STAGES)}
     for i, path in enumerate(paths):
         rgb = load_image(path)
-        latents = codec.encode_latents(model, rgb.pixels)
-        grids = codec.search_codes(model, latents, levels)
-        top = codec._pack(model, rgb, levels, grids)
+        latents = image_codec.encode_latents(model, rgb.pixels)
+        grids = image_codec.search_codes(model, latents, levels)
+        top = image_codec._pack(model, rgb, levels, grids)
         for q in range(1, levels + 1):
             v2[i, q - 1] = len(container.truncate(top, q))
-            header = codec._header(model, rgb, q)
+            header = image_codec._header(model, rgb, q)
             v1[i, q - 1] = v1_image_bytes(header, [joint_payload(g[:q], model.prior) for g in grids])
         for q in truncated:
-            direct = codec._pack(model, rgb, q, codec.search_codes(model, latents, q))
+            direct = image_codec._pack(model, rgb, q, image_codec.search_codes(model, latents, q))
             short = container.truncate(top, q)
-            quality = [psnr_rgb(rgb.pixels, np.asarray(codec.decompress(d, "cpu"))) for d in (direct, short)]
+            quality = [psnr_rgb(rgb.pixels, np.asarray(image_codec.decompress(d, "cpu"))) for d in (direct, short)]
             truncated[q].append((len(direct), len(short), *quality))
     pixels = sum(np.prod(load_image(p).pixels.shape[:2]) for p in paths)
     cost = ["| level | bpp, version 1 | bpp, version 2 | bytes more per image | more |", "|---|---|---|---|---|"]
@@ -105,13 +107,13 @@ def audio_rows(paths: list[Path]) -> tuple[list[str], list[str]]:
     model = load_audio_model(DEFAULT_AUDIO_MODEL, "cpu")
     rates = (1.5, 3.0, 6.0, 12.0)
     totals = {r: [0, 0, 0.0] for r in rates}  # v1 bytes, v2 bytes, seconds
-    truncated = {r: [] for r in rates if codec_audio.stages_for_bitrate(model, r, 1)[0][0] < SEARCHED_STAGES}
+    truncated = {r: [] for r in rates if audio_codec.stages_for_bitrate(model, r, 1)[0][0] < SEARCHED_STAGES}
     for path in paths:
         samples, rate = load_audio(path)
-        top_header, top_chunks, grids = codec_audio.encode_audio((samples, rate), rates[-1], DEFAULT_AUDIO_MODEL, "cpu")
+        top_header, top_chunks, grids = audio_codec.encode_audio((samples, rate), rates[-1], DEFAULT_AUDIO_MODEL, "cpu")
         top = container.pack_audio(top_header, top_chunks)
         for r in rates:
-            stages = codec_audio.stages_for_bitrate(model, r, top_header.channels)[0]
+            stages = audio_codec.stages_for_bitrate(model, r, top_header.channels)[0]
             short = container.truncate(top, stages)
             header = container.unpack_audio(short)[0]
             payloads = [
@@ -123,10 +125,10 @@ def audio_rows(paths: list[Path]) -> tuple[list[str], list[str]]:
             totals[r][1] += len(short)
             totals[r][2] += header.length / header.sample_rate
             if r in truncated:
-                direct = codec_audio.compress_audio((samples, rate), r, DEFAULT_AUDIO_MODEL, "cpu")
+                direct = audio_codec.compress_audio((samples, rate), r, DEFAULT_AUDIO_MODEL, "cpu")
                 speech = path.name.startswith("speech")
                 scores = [
-                    audio_metrics(samples, codec_audio.decompress_audio(d, "cpu")[0], rate, speech)
+                    audio_metrics(samples, audio_codec.decompress_audio(d, "cpu")[0], rate, speech)
                     for d in (direct, short)
                 ]
                 truncated[r].append((len(direct), len(short), scores[0]["mel"], scores[1]["mel"]))

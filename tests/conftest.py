@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from vqcodec.model import AudioVQVAE, ImageVQVAE
-from vqcodec.nets import ImageNetConfig
-from vqcodec.nets_audio import AudioNetConfig
+from vqcodec.nets.audio import AudioNetConfig
+from vqcodec.nets.image import ImageNetConfig
+from vqcodec.nets.vqvae import AudioVQVAE, ImageVQVAE
 from vqcodec.prior import PriorConfig, PriorNet
 from vqcodec.registry import save_model
 

@@ -9,11 +9,11 @@ import pytest
 import soundfile
 import torch
 
-from vqcodec import train_audio
 from vqcodec.errors import BadInputError
-from vqcodec.media_audio import load_audio
-from vqcodec.nets_audio import AudioNetConfig
-from vqcodec.train_audio import SegmentSampler, train_audio_vqvae
+from vqcodec.media.audio import load_audio
+from vqcodec.nets.audio import AudioNetConfig
+from vqcodec.train import audio as audio_training
+from vqcodec.train.audio import SegmentSampler, train_audio_vqvae
 from vqcodec.weights import load_tensors
 
 TINY_AUDIO = AudioNetConfig(base_width=4, strides=(2, 4), latent_dim=4, codebook_sizes=(8, 8))
@@ -83,7 +83,7 @@ def test_band_limited_segments_have_an_empty_top_band(tmp_path):
 
 
 def test_offered_rates_get_most_of_the_quantizer_dropout():
-    from vqcodec.training import stages_per_sample
+    from vqcodec.train.loop import stages_per_sample
 
     torch.manual_seed(0)
     stages = stages_per_sample(40000, 16, 0.5, (2, 4, 8, 16))
@@ -132,19 +132,19 @@ def test_debian_audio_is_fetched_once_per_package_and_grouped(tmp_path, monkeypa
             folder.mkdir(parents=True, exist_ok=True)
             _tone(folder / "clip.wav")
 
-    monkeypatch.setattr(train_audio.subprocess, "run", fake_run)
-    monkeypatch.setattr(train_audio.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(audio_training.subprocess, "run", fake_run)
+    monkeypatch.setattr(audio_training.shutil, "which", lambda tool: f"/usr/bin/{tool}")
     packages = {"warzone2100-music": "music", "ktuberling-data": "speech"}
-    monkeypatch.setattr(train_audio, "DEBIAN_AUDIO_PACKAGES", packages)
-    train_audio.fetch_debian_audio(tmp_path)
+    monkeypatch.setattr(audio_training, "DEBIAN_AUDIO_PACKAGES", packages)
+    audio_training.fetch_debian_audio(tmp_path)
     assert calls.count(["apt-get", "download"]) == 2 and calls.count(["dpkg-deb", "-x"]) == 2
 
     calls.clear()
-    monkeypatch.setattr(train_audio, "DEBIAN_AUDIO_PACKAGES", packages | {"klettres-data": "speech"})
+    monkeypatch.setattr(audio_training, "DEBIAN_AUDIO_PACKAGES", packages | {"klettres-data": "speech"})
     shared = tmp_path / "shared"
     shared.mkdir()
     _tone(shared / "reader.wav")
-    groups = train_audio.training_audio(shared, tmp_path)
+    groups = audio_training.training_audio(shared, tmp_path)
     assert calls == [["apt-get", "download"], ["dpkg-deb", "-x"]]
     assert sorted(p.parent.name for p in groups["speech"]) == ["klettres", "ktuberling", "shared"]
     assert [p.parent.name for p in groups["music"]] == ["warzone2100-music"]
@@ -173,7 +173,7 @@ def test_istft_decoder_inverts_its_framing():
     frame of latent t centred on the middle of hop t), edges included."""
     import dataclasses
 
-    from vqcodec.nets_audio import ISTFTDecoder
+    from vqcodec.nets.audio import ISTFTDecoder
 
     decoder = ISTFTDecoder(dataclasses.replace(TINY_AUDIO, decoder="istft", decoder_width=8, decoder_blocks=1))
     hop, n_fft, frames = decoder.hop, decoder.n_fft, 12

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vqcodec.bench import bd_rate, ms_ssim_db, ms_ssim_rgb, psnr_rgb
+from vqcodec.bench.image import bd_rate, ms_ssim_db, ms_ssim_rgb, psnr_rgb
 
 
 def test_psnr_known_values():

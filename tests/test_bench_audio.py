@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vqcodec.bench_audio import align, audio_metrics, opus_codec, run_audio_codec, vqcodec_audio_codec
-from vqcodec.mel import hz_to_mel, mel_distance, mel_filterbank
+from vqcodec.bench.audio import align, audio_metrics, opus_codec, run_audio_codec, vqcodec_audio_codec
+from vqcodec.media.mel import hz_to_mel, mel_distance, mel_filterbank
 
 
 def _speechlike(rate=16000, seconds=2.0, seed=0):

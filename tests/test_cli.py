@@ -81,7 +81,7 @@ def test_interrupted_write_leaves_no_file(tmp_path, photo, monkeypatch):
     def interrupted(pixels, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("vqcodec.codec.compress", interrupted)
+    monkeypatch.setattr("vqcodec.codec.image.compress", interrupted)
     result = CliRunner().invoke(main, ["compress", str(src), "-m", "tiny", "-q", "1"])
     assert result.exit_code == 130
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]

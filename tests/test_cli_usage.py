@@ -151,7 +151,7 @@ def test_counts_are_spelled_right(tmp_path):
 
 
 def test_bench_reports_each_quality_when_not_on_a_terminal(capsys, photo):
-    from vqcodec.bench import baseline_codecs, run_codec
+    from vqcodec.bench.image import baseline_codecs, run_codec
 
     jpeg = next(c for c in baseline_codecs() if c.name == "JPEG")
     jpeg.qualities = [20, 80]

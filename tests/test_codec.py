@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 import vqcodec
-from vqcodec import codec, container
+from vqcodec import container
+from vqcodec.codec import image as image_codec
 from vqcodec.entropy import decode_grid, encode_stages
 from vqcodec.errors import BadInputError, CorruptFileError, MissingModelError, UsageError
 from vqcodec.registry import load_image_model
@@ -16,7 +17,7 @@ from .conftest import TINY_NET, build_tiny_model
 
 def test_roundtrip_keeps_size_and_is_deterministic(photo):
     data = vqcodec.compress(photo, quality=2, model="tiny")
-    header = codec.read_header(data)
+    header = image_codec.read_header(data)
     assert (header.width, header.height, header.quality, header.model_name) == (72, 48, 2, "tiny")
     out = vqcodec.decompress(data)
     assert out.size == (72, 48) and out.mode == "RGB"
@@ -55,7 +56,7 @@ def test_large_image_is_split_into_chunks_without_seams(name):
     tiled = np.asarray(vqcodec.decompress(data)).astype(int)
     # Reference: the whole image through the networks in one piece.
     model = load_image_model(name)
-    _, _, indices = codec.decode_indices(data)
+    _, _, indices = image_codec.decode_indices(data)
     with torch.no_grad():
         whole = model.vqvae.decoder(model.vqvae.quantizer.decode(indices[None]))[0] + 0.5
     whole = (whole.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()[:20, :1100].astype(int)
@@ -68,7 +69,7 @@ def test_grayscale_and_alpha(photo):
     rgba = Image.fromarray(np.dstack([photo, np.full(photo.shape[:2], 128, np.uint8)]), "RGBA")
     with pytest.warns(UserWarning, match="alpha"):
         data = vqcodec.compress(rgba, quality=1, model="tiny")
-    assert codec.read_header(data).flags & container.FLAG_ALPHA_DROPPED
+    assert image_codec.read_header(data).flags & container.FLAG_ALPHA_DROPPED
 
 
 def test_quality_out_of_range_names_the_valid_range(photo):
@@ -134,14 +135,14 @@ def test_coded_size_matches_the_priors_information_content():
 def test_a_size_target_gives_the_most_stages_that_fit(photo):
     sizes = [len(vqcodec.compress(photo, quality=q, model="tiny")) for q in (1, 2, 3)]
     for target in (sizes[0], sizes[1] + 1, sizes[2] - 1, sizes[2] + 100):
-        data, quality, psnr = codec.compress_to_target(photo, max_bytes=target, model="tiny")
+        data, quality, psnr = image_codec.compress_to_target(photo, max_bytes=target, model="tiny")
         assert len(data) <= target and psnr is None
         assert quality == 3 or sizes[quality] > target  # one more stage would not fit
         assert vqcodec.read_header(data).quality == quality
     with pytest.raises(UsageError, match=f"the smallest is {sizes[0]:,} \\(quality 1\\)"):
-        codec.compress_to_target(photo, max_bytes=sizes[0] - 1, model="tiny")
+        image_codec.compress_to_target(photo, max_bytes=sizes[0] - 1, model="tiny")
     with pytest.raises(UsageError, match="one target"):
-        codec.compress_to_target(photo, model="tiny")
+        image_codec.compress_to_target(photo, model="tiny")
 
 
 def test_a_size_target_gives_some_tiles_one_stage_more():
@@ -150,7 +151,7 @@ def test_a_size_target_gives_some_tiles_one_stage_more():
     y, x = np.mgrid[0:20, 0:1100]
     img = np.stack([x % 256, y * 10, (x // 4) % 256], -1).astype(np.uint8)
     sizes = [len(vqcodec.compress(img, quality=q, model="tiny")) for q in (2, 3)]
-    data, quality, _ = codec.compress_to_target(img, max_bytes=(sizes[0] + sizes[1]) // 2, model="tiny")
+    data, quality, _ = image_codec.compress_to_target(img, max_bytes=(sizes[0] + sizes[1]) // 2, model="tiny")
     assert quality == 2 and sizes[0] < len(data) <= (sizes[0] + sizes[1]) // 2
     _, chunks = container.unpack(data)
     assert sorted(c.stages for c in chunks) == [2, 3]

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from vqcodec import codec_audio, container
+from vqcodec import container
+from vqcodec.codec import audio as audio_codec
 from vqcodec.errors import BadInputError, CorruptFileError, MissingModelError, UsageError
-from vqcodec.model import AudioVQVAE
+from vqcodec.nets.vqvae import AudioVQVAE
 
 from .conftest import TINY_AUDIO_NET
 
@@ -27,13 +28,13 @@ def _signal(seconds: float, rate: int = RATE, channels: int = 1, seed: int = 0) 
 
 
 def _roundtrip(samples: np.ndarray, rate: int, bitrate: float = 4.8):
-    header, _, encoded = codec_audio.encode_audio((samples, rate), bitrate, model="tinyaudio")
-    data = codec_audio.compress_audio((samples, rate), bitrate, model="tinyaudio")
-    decoded_indices = list(codec_audio.decode_audio_indices(data))
+    header, _, encoded = audio_codec.encode_audio((samples, rate), bitrate, model="tinyaudio")
+    data = audio_codec.compress_audio((samples, rate), bitrate, model="tinyaudio")
+    decoded_indices = list(audio_codec.decode_audio_indices(data))
     assert len(decoded_indices) == len(encoded) == header.segments
     for ours, theirs in zip(encoded, decoded_indices, strict=True):
         assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
-    out, out_rate = codec_audio.decompress_audio(data)
+    out, out_rate = audio_codec.decompress_audio(data)
     return data, out, out_rate
 
 
@@ -66,22 +67,22 @@ def test_silence_and_clipping():
 
 
 def test_bitrate_picks_stages_and_stereo_is_mid_side():
-    model = codec_audio.load_audio_model("tinyaudio")
-    assert codec_audio.kbps_per_stage(model) == pytest.approx(2.4)
-    assert codec_audio.stages_for_bitrate(model, 2.4, 1) == ((1,), False)
+    model = audio_codec.load_audio_model("tinyaudio")
+    assert audio_codec.kbps_per_stage(model) == pytest.approx(2.4)
+    assert audio_codec.stages_for_bitrate(model, 2.4, 1) == ((1,), False)
     with pytest.raises(UsageError, match="the most this model codes for 1 channel is 9.6 kbps"):
-        codec_audio.stages_for_bitrate(model, 100, 1)
-    assert codec_audio.stages_for_bitrate(model, 19.2, 2) == ((4, 4), True)  # the side takes what the mid cannot
-    assert codec_audio.stages_for_bitrate(model, 9.6, 2) == ((3, 1), True)
-    assert codec_audio.stages_for_bitrate(model, 2.4, 2) == ((1, 0), True)
-    assert codec_audio.stages_for_bitrate(model, 9.6, 3) == ((1, 1, 1), False)
-    sizes = [len(codec_audio.compress_audio((_signal(1.0), RATE), b, model="tinyaudio")) for b in (2.4, 4.8, 9.6)]
+        audio_codec.stages_for_bitrate(model, 100, 1)
+    assert audio_codec.stages_for_bitrate(model, 19.2, 2) == ((4, 4), True)  # the side takes what the mid cannot
+    assert audio_codec.stages_for_bitrate(model, 9.6, 2) == ((3, 1), True)
+    assert audio_codec.stages_for_bitrate(model, 2.4, 2) == ((1, 0), True)
+    assert audio_codec.stages_for_bitrate(model, 9.6, 3) == ((1, 1, 1), False)
+    sizes = [len(audio_codec.compress_audio((_signal(1.0), RATE), b, model="tinyaudio")) for b in (2.4, 4.8, 9.6)]
     assert sizes[0] < sizes[1] < sizes[2]
 
 
 def test_mid_side_restores_left_and_right_exactly():
     stereo = np.random.default_rng(1).standard_normal((1000, 2)).astype(np.float32)
-    assert np.allclose(codec_audio._to_channels(codec_audio._to_streams(stereo, True), True), stereo, atol=1e-6)
+    assert np.allclose(audio_codec._to_channels(audio_codec._to_streams(stereo, True), True), stereo, atol=1e-6)
 
 
 def test_stream_with_no_stage_decodes_to_silence():
@@ -95,8 +96,8 @@ def test_files_and_bytes_are_read(tmp_path):
 
     path = tmp_path / "clip.flac"
     soundfile.write(path, _signal(0.5, 32000, 2).T, 32000)
-    from_path = codec_audio.compress_audio(path, model="tinyaudio")
-    assert from_path == codec_audio.compress_audio(path.read_bytes(), model="tinyaudio")
+    from_path = audio_codec.compress_audio(path, model="tinyaudio")
+    assert from_path == audio_codec.compress_audio(path.read_bytes(), model="tinyaudio")
     header, _ = container.unpack_audio(from_path)
     assert (header.sample_rate, header.channels, header.length) == (32000, 2, 16000)
 
@@ -105,24 +106,24 @@ def test_nan_and_junk_are_refused(tmp_path):
     bad = _signal(0.1)
     bad[0, 7] = np.inf
     with pytest.raises(BadInputError, match="NaN or infinite"):
-        codec_audio.compress_audio((bad, RATE), model="tinyaudio")
+        audio_codec.compress_audio((bad, RATE), model="tinyaudio")
     with pytest.raises(BadInputError, match="not a readable audio file"):
-        codec_audio.compress_audio(b"RIFF nonsense", model="tinyaudio")
+        audio_codec.compress_audio(b"RIFF nonsense", model="tinyaudio")
 
 
 def test_a_damaged_chunk_is_named():
-    data = bytearray(codec_audio.compress_audio((_signal(3.0), RATE), model="tinyaudio"))
+    data = bytearray(audio_codec.compress_audio((_signal(3.0), RATE), model="tinyaudio"))
     header, chunks = container.unpack_audio(bytes(data))
     first = chunks[0]  # segment 1; its record ends where segment 2's payloads start
     start = container._header_length(bytes(data)) + 4 + first.size + 4 + 4 * first.stages
     data[start + chunks[1].size // 2] ^= 0x10
     with pytest.raises(CorruptFileError, match="segment 2, stream 1"):
-        codec_audio.decompress_audio(bytes(data))
+        audio_codec.decompress_audio(bytes(data))
 
 
 def test_image_model_is_refused_for_audio():
     with pytest.raises(MissingModelError, match="image model"):
-        codec_audio.compress_audio((_signal(0.1), RATE), model="tiny")
+        audio_codec.compress_audio((_signal(0.1), RATE), model="tiny")
 
 
 def test_huge_claimed_duration_is_refused_before_decoding():
@@ -141,20 +142,20 @@ def test_empty_wav_file_round_trips(tmp_path):
 
     path = tmp_path / "empty.wav"
     soundfile.write(path, np.zeros((0, 2), np.float32), 44100)
-    data = codec_audio.compress_audio(path, model="tinyaudio")
-    out, rate = codec_audio.decompress_audio(data)
+    data = audio_codec.compress_audio(path, model="tinyaudio")
+    out, rate = audio_codec.decompress_audio(data)
     assert out.shape == (2, 0) and rate == 44100
 
 
 def test_unknown_model_or_other_weights_name_the_model():
-    data = codec_audio.compress_audio((_signal(0.2), RATE), model="tinyaudio")
+    data = audio_codec.compress_audio((_signal(0.2), RATE), model="tinyaudio")
     header, chunks = container.unpack_audio(data)
     for changed in (
         container.AudioHeader(**{**header.__dict__, "model_hash": b"\x00\x01\x02\x03"}),
         container.AudioHeader(**{**header.__dict__, "model_name": "aud9"}),
     ):
         with pytest.raises(MissingModelError, match=changed.model_name):
-            codec_audio.decompress_audio(container.pack_audio(changed, chunks))
+            audio_codec.decompress_audio(container.pack_audio(changed, chunks))
 
 
 def test_coding_layout_computes_what_the_trained_networks_compute():
@@ -187,10 +188,10 @@ def test_only_the_command_line_tunes_the_process_allocator(tmp_path, monkeypatch
         def malloc_trim(self, pad):
             calls.append(("malloc_trim", pad))
 
-    monkeypatch.setattr(codec_audio, "_glibc", lambda: FakeGlibc())
-    data = codec_audio.compress_audio((_signal(0.5), RATE), model="tinyaudio")
-    codec_audio.decompress_audio(data)
+    monkeypatch.setattr(audio_codec, "_glibc", lambda: FakeGlibc())
+    data = audio_codec.compress_audio((_signal(0.5), RATE), model="tinyaudio")
+    audio_codec.decompress_audio(data)
     assert calls and all(name == "malloc_trim" for name, *_ in calls)
     soundfile.write(tmp_path / "a.wav", _signal(0.5).T, RATE)
     assert CliRunner().invoke(main, ["compress", str(tmp_path / "a.wav"), "-m", "tinyaudio"]).exit_code == 0
-    assert ("mallopt", codec_audio.M_MMAP_THRESHOLD, 1 << 30) in calls
+    assert ("mallopt", audio_codec.M_MMAP_THRESHOLD, 1 << 30) in calls

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from vqcodec.errors import BadInputError
-from vqcodec.media import load_image
+from vqcodec.media.image import load_image
 
 
 def _gradient(w=40, h=24):

@@ -157,7 +157,7 @@ WORKER = r"""
 import json, sys, torch
 from pathlib import Path
 torch.set_num_threads(int(sys.argv[1]))
-from vqcodec import codec
+from vqcodec.codec import image as image_codec
 from vqcodec.registry import load_image_model, load_model
 mode, path = sys.argv[2], Path(sys.argv[3])
 if mode == "encode":
@@ -168,13 +168,13 @@ if mode == "encode":
     model = load_image_model("tiny")
     out = {}
     for q in (1, 2, 3):
-        Path(f"{path}.{q}").write_bytes(codec.compress(img, quality=q, model="tiny", device="cpu"))
-        out[q] = codec.encode_indices(model, img, q)[0].flatten().tolist()
+        Path(f"{path}.{q}").write_bytes(image_codec.compress(img, quality=q, model="tiny", device="cpu"))
+        out[q] = image_codec.encode_indices(model, img, q)[0].flatten().tolist()
     print(json.dumps(out))
 else:
     out = {}
     for q in (1, 2, 3):
-        header, model, indices = codec.decode_indices(Path(f"{path}.{q}").read_bytes(), device="cpu")
+        header, model, indices = image_codec.decode_indices(Path(f"{path}.{q}").read_bytes(), device="cpu")
         out[q] = indices.flatten().tolist()
     print(json.dumps(out))
 """
@@ -201,7 +201,7 @@ AUDIO_WORKER = r"""
 import json, sys, torch
 from pathlib import Path
 torch.set_num_threads(int(sys.argv[1]))
-from vqcodec import codec_audio
+from vqcodec.codec import audio as audio_codec
 mode, path = sys.argv[2], Path(sys.argv[3])
 out = {}
 for kbps in (2.4, 4.8, 9.6):
@@ -211,10 +211,10 @@ for kbps in (2.4, 4.8, 9.6):
         t = np.arange(44100 * 3) / 44100
         wave = np.stack([np.sin(2 * np.pi * 300 * t), np.sin(2 * np.pi * 450 * t)]) * 0.3
         wave = (wave + 0.05 * rng.standard_normal(wave.shape)).astype(np.float32)
-        header, chunks, indices = codec_audio.encode_audio((wave, 44100), kbps, model="tinyaudio", device="cpu")
-        Path(f"{path}.{kbps}").write_bytes(codec_audio.container.pack_audio(header, chunks))
+        header, chunks, indices = audio_codec.encode_audio((wave, 44100), kbps, model="tinyaudio", device="cpu")
+        Path(f"{path}.{kbps}").write_bytes(audio_codec.container.pack_audio(header, chunks))
     else:
-        indices = list(codec_audio.decode_audio_indices(Path(f"{path}.{kbps}").read_bytes(), device="cpu"))
+        indices = list(audio_codec.decode_audio_indices(Path(f"{path}.{kbps}").read_bytes(), device="cpu"))
     out[kbps] = [[g.flatten().tolist() for g in segment] for segment in indices]
 print(json.dumps(out))
 """
@@ -237,15 +237,15 @@ def test_one_dimensional_schedule():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_and_cpu_priors_agree_bit_for_bit():
-    from vqcodec import codec
+    from vqcodec.codec import image as image_codec
 
     rng = np.random.default_rng(3)
     img = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
     for q in (1, 3):
-        on_gpu = codec.compress(img, quality=q, model="tiny", device="cuda")
-        _, _, indices = codec.decode_indices(on_gpu, device="cpu")
-        on_cpu = codec.compress(img, quality=q, model="tiny", device="cpu")
-        _, _, back = codec.decode_indices(on_cpu, device="cuda")
+        on_gpu = image_codec.compress(img, quality=q, model="tiny", device="cuda")
+        _, _, indices = image_codec.decode_indices(on_gpu, device="cpu")
+        on_cpu = image_codec.compress(img, quality=q, model="tiny", device="cpu")
+        _, _, back = image_codec.decode_indices(on_cpu, device="cuda")
         assert indices.shape == back.shape
     grid = torch.stack([torch.randint(0, k, (1, 9, 13)) for k in TINY_NET.codebook_sizes], 1)
     cpu, gpu = load_image_model("tiny", "cpu").prior, load_image_model("tiny", "cuda").prior

@@ -12,8 +12,8 @@ from PIL import Image
 
 import vqcodec
 from cli.main import main
-from vqcodec.inspection import inspect_file
-from vqcodec.sampling import sample_images, sample_sounds
+from vqcodec.tools.inspection import inspect_file
+from vqcodec.tools.sampling import sample_images, sample_sounds
 
 
 def test_image_samples_are_reproducible_and_sized():

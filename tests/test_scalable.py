@@ -13,7 +13,8 @@ from PIL import Image, ImageCms, PngImagePlugin
 
 import vqcodec
 from cli.main import main
-from vqcodec import codec_audio, container
+from vqcodec import container
+from vqcodec.codec import audio as audio_codec
 from vqcodec.errors import UsageError
 
 from .test_media import ADOBE_RGB, _in_adobe_rgb, _saturated
@@ -43,9 +44,9 @@ def test_a_sound_decodes_at_fewer_stages_as_its_truncation_does():
     assert header.stages == (3, 1)
     smaller = container.truncate(data, (1, 0))
     assert container.unpack_audio(smaller)[0].stages == (1, 0) and len(smaller) < len(data)
-    direct, _ = codec_audio.decompress_audio(data, stages=(1, 0))
-    truncated, _ = codec_audio.decompress_audio(smaller)
-    assert np.array_equal(direct, truncated) and not np.array_equal(direct, codec_audio.decompress_audio(data)[0])
+    direct, _ = audio_codec.decompress_audio(data, stages=(1, 0))
+    truncated, _ = audio_codec.decompress_audio(smaller)
+    assert np.array_equal(direct, truncated) and not np.array_equal(direct, audio_codec.decompress_audio(data)[0])
 
 
 def test_truncate_and_decompress_on_the_command_line(tmp_path, photo):
@@ -89,7 +90,7 @@ def test_version_1_images_still_decode(shipped_models, name, shape):
     data = (V1_FILES / f"{name}.vqc").read_bytes()
     image = np.asarray(vqcodec.decompress(data, device="cpu"))
     assert image.shape == shape  # and its indices passed the file's CRC of them
-    header, _, indices = vqcodec.codec.decode_indices(data, "cpu")
+    header, _, indices = vqcodec.codec.image.decode_indices(data, "cpu")
     assert header.version == 1 and indices.shape[0] == header.quality
 
 
@@ -138,7 +139,7 @@ def test_a_kept_profile_keeps_the_pixels_and_shows_the_same_colours(tmp_path):
     profile matches the sRGB conversion of the source within a few levels (as coding in sRGB
     does), here with no coding loss to blur it: the pixels go through untouched."""
     src = _with_metadata(tmp_path / "meta.png")
-    image = vqcodec.codec.load_image(src, keep_metadata=True)
+    image = vqcodec.codec.image.load_image(src, keep_metadata=True)
     assert image.converted_from is None and np.array_equal(image.pixels, np.asarray(Image.open(src).convert("RGB")))
     shown = ImageCms.profileToProfile(
         Image.fromarray(image.pixels),
@@ -173,7 +174,7 @@ def test_version_1_files_are_upgraded_to_truncate_them(shipped_models, tmp_path,
     smaller = (tmp_path / "t.vqc").read_bytes()
     assert container.check_magic(smaller) == 2
     if container.kind_of(data) == "audio":
-        upgraded = codec_audio.upgrade_audio(data, "cpu")
+        upgraded = audio_codec.upgrade_audio(data, "cpu")
         same = np.array_equal(vqcodec.decompress_audio(upgraded, "cpu")[0], vqcodec.decompress_audio(data, "cpu")[0])
         fewer = np.array_equal(
             vqcodec.decompress_audio(smaller, "cpu")[0], vqcodec.decompress_audio(data, "cpu", stages=(1, 0))[0]
@@ -183,6 +184,6 @@ def test_version_1_files_are_upgraded_to_truncate_them(shipped_models, tmp_path,
         def pixels(coded: bytes, stages: int | None = None) -> np.ndarray:
             return np.asarray(vqcodec.decompress(coded, "cpu", stages=stages))
 
-        same = np.array_equal(pixels(vqcodec.codec.upgrade(data, "cpu")), pixels(data))
+        same = np.array_equal(pixels(vqcodec.codec.image.upgrade(data, "cpu")), pixels(data))
         fewer = np.array_equal(pixels(smaller), pixels(data, int(args[1])))
     assert same and fewer

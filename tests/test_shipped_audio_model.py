@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import vqcodec
-from vqcodec.bench_audio import audio_metrics
-from vqcodec.media_audio import load_audio
+from vqcodec.bench.audio import audio_metrics
+from vqcodec.media.audio import load_audio
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "aud1.safetensors"
@@ -43,11 +43,11 @@ WORKER = r"""
 import sys, torch
 torch.set_num_threads(int(sys.argv[1]))
 import vqcodec
-from vqcodec import codec_audio
+from vqcodec.codec import audio as audio_codec
 if sys.argv[2] == "encode":
     sys.stdout.buffer.write(vqcodec.compress_audio(sys.argv[3], bitrate=6, device="cpu"))
 else:
-    segments = list(codec_audio.decode_audio_indices(open(sys.argv[3], "rb").read(), device="cpu"))
+    segments = list(audio_codec.decode_audio_indices(open(sys.argv[3], "rb").read(), device="cpu"))
     print(sum(int(g.sum()) for seg in segments for g in seg), [tuple(g.shape) for g in segments[0]])
 """
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import vqcodec
-from vqcodec.bench import psnr_rgb
-from vqcodec.media import load_image
+from vqcodec.bench.image import psnr_rgb
+from vqcodec.media.image import load_image
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "img1.safetensors"
@@ -40,11 +40,11 @@ WORKER = r"""
 import sys, torch
 torch.set_num_threads(int(sys.argv[1]))
 import vqcodec
-from vqcodec import codec
+from vqcodec.codec import image as image_codec
 if sys.argv[2] == "encode":
     sys.stdout.buffer.write(vqcodec.compress(sys.argv[3], quality=6, model=sys.argv[4], device="cpu"))
 else:
-    _, _, indices = codec.decode_indices(open(sys.argv[3], "rb").read(), device="cpu")
+    _, _, indices = image_codec.decode_indices(open(sys.argv[3], "rb").read(), device="cpu")
     print(int(indices.sum()), tuple(indices.shape))
 """
 
@@ -120,9 +120,9 @@ def test_a_psnr_target_gives_the_fewest_stages_that_reach_it():
         q: psnr_rgb(original, np.asarray(vqcodec.decompress(vqcodec.compress(SAMPLE, quality=q)))) for q in range(1, 13)
     }
     target = (levels[3] + levels[4]) / 2  # between two levels
-    data, quality, reached = vqcodec.codec.compress_to_target(SAMPLE, min_psnr=target, model="img1", device="cpu")
+    data, quality, reached = vqcodec.codec.image.compress_to_target(SAMPLE, min_psnr=target, model="img1", device="cpu")
     decoded = psnr_rgb(original, np.asarray(vqcodec.decompress(data, device="cpu")))
     assert decoded >= target and abs(decoded - reached) < 0.01
     assert all(levels[q] < target for q in range(1, quality))  # no fewer stages reach it
     with pytest.raises(vqcodec.UsageError, match=f"the best is {levels[12]:.2f} dB"):
-        vqcodec.codec.compress_to_target(SAMPLE, min_psnr=levels[12] + 1, model="img1", device="cpu")
+        vqcodec.codec.image.compress_to_target(SAMPLE, min_psnr=levels[12] + 1, model="img1", device="cpu")

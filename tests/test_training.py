@@ -15,9 +15,9 @@ import vqcodec
 from vqcodec.errors import UsageError
 from vqcodec.prior import PriorConfig
 from vqcodec.registry import save_model
-from vqcodec.train_image import index_set, load_vqvae, train_vqvae
-from vqcodec.train_prior import cached_grids, prior_bits, start_from_shipped, train_prior
-from vqcodec.training import save_checkpoint
+from vqcodec.train.image import index_set, load_vqvae, train_vqvae
+from vqcodec.train.loop import save_checkpoint
+from vqcodec.train.prior import cached_grids, prior_bits, start_from_shipped, train_prior
 
 from .conftest import TINY_NET, TINY_PRIOR
 
@@ -85,7 +85,7 @@ def test_train_resume_export(tmp_path, monkeypatch):
 def test_anneal_warms_up_then_lowers_the_learning_rate_to_a_tenth(tmp_path):
     import torch
 
-    from vqcodec.training import train_loop
+    from vqcodec.train.loop import train_loop
 
     weight = torch.nn.Parameter(torch.ones(3))
     optimizer = torch.optim.SGD([weight], lr=1.0)
@@ -163,7 +163,7 @@ def test_a_prior_that_could_not_be_exported_exactly_is_refused_before_training(t
 
 
 def test_a_loss_spike_is_skipped_but_not_forever():
-    from vqcodec.training import Runtime, SpikeGuard
+    from vqcodec.train.loop import Runtime, SpikeGuard
 
     guard = SpikeGuard(Runtime(torch.device("cpu")))
     calm = [guard.skip(torch.tensor(1.0 + 0.01 * i)) for i in range(30)]

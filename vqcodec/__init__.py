@@ -16,20 +16,20 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from .catalog import DEFAULT_BITRATE, DEFAULT_QUALITY
-from .container import kind_of, truncate
-from .errors import BadInputError, CorruptFileError, MissingModelError, UsageError, VqcodecError
+from vqcodec.catalog import DEFAULT_BITRATE, DEFAULT_QUALITY
+from vqcodec.container import kind_of, truncate
+from vqcodec.errors import BadInputError, CorruptFileError, MissingModelError, UsageError, VqcodecError
 
 if TYPE_CHECKING:
-    from .codec import compress, decompress, read_header
-    from .codec_audio import compress_audio, decompress_audio
+    from vqcodec.codec.audio import compress_audio, decompress_audio
+    from vqcodec.codec.image import compress, decompress, read_header
 
 _LAZY = {
-    "compress": "codec",
-    "decompress": "codec",
-    "read_header": "codec",
-    "compress_audio": "codec_audio",
-    "decompress_audio": "codec_audio",
+    "compress": "codec.image",
+    "decompress": "codec.image",
+    "read_header": "codec.image",
+    "compress_audio": "codec.audio",
+    "decompress_audio": "codec.audio",
 }
 
 __all__ = [

@@ -13,7 +13,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import MissingModelError, UsageError
+from vqcodec.errors import MissingModelError, UsageError
 
 DEFAULT_IMAGE_MODEL = "img1"
 DEFAULT_AUDIO_MODEL = "aud1"

@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .errors import CorruptFileError, UsageError
+from vqcodec.errors import CorruptFileError, UsageError
 
 MAGIC = b"VQC"
 VERSION = 2

@@ -18,9 +18,9 @@ import constriction
 import numpy as np
 import torch
 
-from .container import Chunk, new_chunk
-from .errors import CorruptFileError
-from .prior import NUM_PASSES, IntegerPrior
+from vqcodec.container import Chunk, new_chunk
+from vqcodec.errors import CorruptFileError
+from vqcodec.prior import NUM_PASSES, IntegerPrior
 
 # perfect=False: the fast (and still exact, deterministic) quantization of the probabilities;
 # encoder and decoder must use the same setting.

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import UsageError
+from vqcodec.errors import UsageError
 
 NUM_PASSES = 4
 # "2x2": pass of a position from its (row % 2, col % 2); "1d": pass of a frame from t % 4

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import torch
 
-from .catalog import DEFAULT_AUDIO_MODEL, DEFAULT_IMAGE_MODEL, model_meta, resolve
-from .errors import MissingModelError
-from .model import AudioVQVAE, ImageVQVAE
-from .nets import ImageNetConfig
-from .nets_audio import AudioNetConfig
-from .prior import IntegerPrior, PriorConfig
-from .weights import config_from_dict, load_tensors, save_tensors
+from vqcodec.catalog import DEFAULT_AUDIO_MODEL, DEFAULT_IMAGE_MODEL, model_meta, resolve
+from vqcodec.errors import MissingModelError
+from vqcodec.nets.audio import AudioNetConfig
+from vqcodec.nets.image import ImageNetConfig
+from vqcodec.nets.vqvae import AudioVQVAE, ImageVQVAE
+from vqcodec.prior import IntegerPrior, PriorConfig
+from vqcodec.weights import config_from_dict, load_tensors, save_tensors
 
 # kind -> (VQ-VAE class, its network config class)
 VQVAE_KINDS = {"image": (ImageVQVAE, ImageNetConfig), "audio": (AudioVQVAE, AudioNetConfig)}

@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .codec import FACTOR, decode_pixels, pick_device
-from .entropy import sample_grid
-from .errors import UsageError
-from .registry import load_audio_model, load_image_model
+from vqcodec.codec.image import FACTOR, decode_pixels, pick_device
+from vqcodec.entropy import sample_grid
+from vqcodec.errors import UsageError
+from vqcodec.registry import load_audio_model, load_image_model
 
 
 def _check(stages: int | None, temperature: float, levels: int) -> int:

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, PngImagePlugin
 
-from .catalog import IMAGE_SUFFIXES
-from .errors import BadInputError, VqcodecError
+from vqcodec.catalog import IMAGE_SUFFIXES
+from vqcodec.errors import BadInputError, VqcodecError
 
 # Pillow's decompression-bomb guard, raised to what the codec itself accepts by default.
 Image.MAX_IMAGE_PIXELS = 400_000_000

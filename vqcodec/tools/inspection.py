@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import codec, codec_audio, container
+from vqcodec import container
+from vqcodec.codec import audio as audio_codec
+from vqcodec.codec import image as image_codec
 
 
 @dataclass
@@ -47,9 +49,9 @@ class Inspection:
 
 
 def inspect_image(data: bytes, device: str = "auto") -> Inspection:
-    header, model, indices, bits = codec.decode_indices_and_bits(data, device)
+    header, model, indices, bits = image_codec.decode_indices_and_bits(data, device)
     _, chunks = container.unpack(data)
-    pixels = codec.decode_pixels(model, indices, header.height, header.width)
+    pixels = image_codec.decode_pixels(model, indices, header.height, header.width)
     return Inspection(
         "image",
         [bits],
@@ -63,9 +65,9 @@ def inspect_image(data: bytes, device: str = "auto") -> Inspection:
 
 
 def inspect_audio(data: bytes, device: str = "auto") -> Inspection:
-    header, chunks, model = codec_audio.open_audio_file(data, device)
+    header, chunks, model = audio_codec.open_audio_file(data, device)
     segments, segment_bits = [], []
-    samples, _ = codec_audio.decompress_audio(
+    samples, _ = audio_codec.decompress_audio(
         data, device, listener=lambda grids, bits: (segments.append(grids), segment_bits.append(bits))
     )
 
@@ -104,8 +106,8 @@ def plot_report(result: Inspection, path: Path, title: str) -> None:
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
     if result.kind == "image":
         h, w = result.media.shape[:2]
-        per_position = result.bits[0].sum(0) / codec.FACTOR**2  # bits per pixel of each 8x8 block
-        heat = np.kron(per_position, np.ones((codec.FACTOR, codec.FACTOR)))[:h, :w]
+        per_position = result.bits[0].sum(0) / image_codec.FACTOR**2  # bits per pixel of each 8x8 block
+        heat = np.kron(per_position, np.ones((image_codec.FACTOR, image_codec.FACTOR)))[:h, :w]
         axes[0, 0].imshow(result.media)
         shown = axes[0, 0].imshow(heat, cmap="inferno", alpha=0.6)
         fig.colorbar(shown, ax=axes[0, 0], label="bits per pixel")

@@ -3,7 +3,7 @@
 For every file of the folder, each codec encodes the whole file and its size in bytes (headers
 and container included) gives the kbps. The decoded sound is aligned to the original (a search
 over +-50 ms on the mono mix, for codecs with a delay) and compared at 24 kHz per channel:
-log-mel distance (``vqcodec.mel.mel_distance``), and for speech files (named ``speech*``)
+log-mel distance (``vqcodec.media.mel.mel_distance``), and for speech files (named ``speech*``)
 PESQ-WB and STOI at 16 kHz on the mono mix. Real-time factors are audio seconds per second of
 processing, in-process with the model loaded.
 """
@@ -25,11 +25,12 @@ import soxr
 import torch
 from tqdm import tqdm
 
-from . import codec_audio, container
-from .bench import environment
-from .errors import BadInputError
-from .media_audio import list_audio, load_audio
-from .mel import mel_distance
+from vqcodec import container
+from vqcodec.bench.image import environment
+from vqcodec.codec import audio as audio_codec
+from vqcodec.errors import BadInputError
+from vqcodec.media.audio import list_audio, load_audio
+from vqcodec.media.mel import mel_distance
 
 EVAL_RATE = 24000
 OPUS_KBPS = (6, 8, 12, 16, 24)
@@ -131,15 +132,15 @@ def opus_codec() -> AudioCodec:
 
 def vqcodec_audio_codec(model: str, device: str, rates: tuple[float, ...] = OURS_KBPS) -> AudioCodec:
     def encode(samples: np.ndarray, rate: int, kbps: float) -> bytes:
-        return codec_audio.compress_audio((samples, rate), kbps, model=model, device=device)
+        return audio_codec.compress_audio((samples, rate), kbps, model=model, device=device)
 
     def decode(data: bytes) -> np.ndarray:
-        return codec_audio.decompress_audio(data, device=device)[0]
+        return audio_codec.decompress_audio(data, device=device)[0]
 
     def details(data: bytes) -> dict:
         """The prior's saving: payload bits against log2(K) bits for every coded index."""
         header, chunks = container.unpack_audio(data)
-        sizes = codec_audio.load_audio_model(model, device).vqvae.cfg.codebook_sizes
+        sizes = audio_codec.load_audio_model(model, device).vqvae.cfg.codebook_sizes
         raw = sum(sum(math.log2(k) for k in sizes[:q]) for q in header.stages) * header.frames
         payload = 8 * sum(c.size for c in chunks)
         return {"stages": list(header.stages), "raw_index_bits": raw, "payload_bits": payload}

@@ -23,8 +23,8 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .errors import UsageError
-from .weights import config_from_dict, load_tensors, load_training_state, save_training_state
+from vqcodec.errors import UsageError
+from vqcodec.weights import config_from_dict, load_tensors, load_training_state, save_training_state
 
 
 class CacheFiles:
@@ -335,7 +335,7 @@ def resume_vqvae(
 
 def load_trained_vqvae(cache: Path, kind: str, init_weights: Path | None = None):
     """(VQ-VAE in eval mode, step) from the training state in `cache`, else from shipped weights."""
-    from .registry import VQVAE_KINDS
+    from vqcodec.registry import VQVAE_KINDS
 
     vqvae_class, cfg_class = VQVAE_KINDS[kind]
     state_path = CacheFiles(cache).vqvae_state
@@ -358,8 +358,8 @@ def save_checkpoint(cache: Path, out: Path) -> tuple[int, float]:
     seconds of all runs (`train -o OUT` resumes from them when the cache is gone), and beside
     them OUT.eval.jsonl, the run's evaluations merged by step with those already there, so
     that the curve spans every session. Returns (step, seconds)."""
-    from .registry import save_model
-    from .weights import read_meta
+    from vqcodec.registry import save_model
+    from vqcodec.weights import read_meta
 
     meta = read_meta(CacheFiles(cache).vqvae_state)
     kind = "audio" if "strides" in meta["config"] else "image"

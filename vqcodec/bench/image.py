@@ -22,10 +22,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from . import codec
-from .errors import BadInputError
-from .media import list_images, load_image
-from .registry import load_image_model
+from vqcodec.codec import image as image_codec
+from vqcodec.errors import BadInputError
+from vqcodec.media.image import list_images, load_image
+from vqcodec.registry import load_image_model
 
 
 # --- metrics ----------------------------------------------------------------------------------
@@ -133,14 +133,14 @@ def baseline_codecs() -> list[Codec]:
 
 
 def vqcodec_codec(model: str, device: str, qualities: list[int] | None = None) -> Codec:
-    loaded = load_image_model(model, codec.pick_device(device))
+    loaded = load_image_model(model, image_codec.pick_device(device))
     levels = qualities or list(range(1, loaded.num_stages + 1))
     return Codec(
         "vqcodec",
-        f"vqcodec model {loaded.name} ({loaded.hash.hex()}), {codec.pick_device(device)}",
+        f"vqcodec model {loaded.name} ({loaded.hash.hex()}), {image_codec.pick_device(device)}",
         levels,
-        lambda px, q: codec.compress(px, quality=int(q), model=model, device=device),
-        lambda data: np.asarray(codec.decompress(data, device=device).convert("RGB")),
+        lambda px, q: image_codec.compress(px, quality=int(q), model=model, device=device),
+        lambda data: np.asarray(image_codec.decompress(data, device=device).convert("RGB")),
     )
 
 
@@ -291,10 +291,10 @@ def visual_comparison(
 
 def codebook_usage(model: str, device: str, images: dict[str, np.ndarray]) -> list[dict]:
     """Per stage: fraction of the codebook used over all images, and the entropy of its histogram."""
-    loaded = load_image_model(model, codec.pick_device(device))
+    loaded = load_image_model(model, image_codec.pick_device(device))
     counts = [np.zeros(k, dtype=np.int64) for k in loaded.vqvae.cfg.codebook_sizes]
     for pixels in images.values():
-        for chunk in codec.encode_indices(loaded, pixels, loaded.num_stages):
+        for chunk in image_codec.encode_indices(loaded, pixels, loaded.num_stages):
             for s, grid in enumerate(chunk):
                 counts[s] += np.bincount(grid.flatten().numpy(), minlength=len(counts[s]))
     rows = []
@@ -370,16 +370,16 @@ LARGE_WORKER = r"""
 import json, resource, sys, time
 import numpy as np
 from PIL import Image
-from vqcodec import codec
+from vqcodec.codec import image as image_codec
 src, width, height, quality, model, device = sys.argv[1:7]
 width, height = int(width), int(height)
 with Image.open(src) as im:
     photo = np.asarray(im.convert("RGB").resize((width, height), Image.BICUBIC))
-codec.load_image_model(model, codec.pick_device(device))
+image_codec.load_image_model(model, image_codec.pick_device(device))
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-t = time.perf_counter(); data = codec.compress(photo, quality=int(quality), model=model, device=device)
+t = time.perf_counter(); data = image_codec.compress(photo, quality=int(quality), model=model, device=device)
 t_enc = time.perf_counter() - t
-t = time.perf_counter(); out = codec.decompress(data, device=device); t_dec = time.perf_counter() - t
+t = time.perf_counter(); out = image_codec.decompress(data, device=device); t_dec = time.perf_counter() - t
 print(json.dumps({"width": width, "height": height, "megapixels": width * height / 1e6, "bytes": len(data),
                   "encode_s": t_enc, "decode_s": t_dec,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

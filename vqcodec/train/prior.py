@@ -15,11 +15,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .prior import NUM_PASSES, IntegerPrior, PriorConfig, PriorNet, pass_map, prior_from_integer
-from .quantizer import SEARCH_BEAM, SEARCHED_STAGES
-from .registry import save_model, tensors_hash
-from .training import CacheFiles, StopFlag, plot_curves
-from .weights import config_from_dict, load_tensors, load_training_state, read_meta, save_tensors, save_training_state
+from vqcodec.prior import NUM_PASSES, IntegerPrior, PriorConfig, PriorNet, pass_map, prior_from_integer
+from vqcodec.quantizer import SEARCH_BEAM, SEARCHED_STAGES
+from vqcodec.registry import save_model, tensors_hash
+from vqcodec.train.loop import CacheFiles, StopFlag, plot_curves
+from vqcodec.weights import (
+    config_from_dict,
+    load_tensors,
+    load_training_state,
+    read_meta,
+    save_tensors,
+    save_training_state,
+)
 
 
 def _resolved(value: object) -> str:

@@ -28,14 +28,14 @@ import soundfile
 import soxr
 import torch
 
-from . import catalog, container
-from .catalog import DEFAULT_BITRATE
-from .codec import pick_device
-from .container import SEGMENT_FRAMES, AudioHeader, Chunk
-from .entropy import decode_chunk, encode_chunk
-from .errors import BadInputError, CorruptFileError, UsageError
-from .quantizer import SEARCH_BEAM
-from .registry import DEFAULT_AUDIO_MODEL, CodecModel, load_audio_model, model_for_file
+from vqcodec import catalog, container
+from vqcodec.catalog import DEFAULT_BITRATE
+from vqcodec.codec.image import pick_device
+from vqcodec.container import SEGMENT_FRAMES, AudioHeader, Chunk
+from vqcodec.entropy import decode_chunk, encode_chunk
+from vqcodec.errors import BadInputError, CorruptFileError, UsageError
+from vqcodec.quantizer import SEARCH_BEAM
+from vqcodec.registry import DEFAULT_AUDIO_MODEL, CodecModel, load_audio_model, model_for_file
 
 HALO_FRAMES = 8  # frames of context around a segment: more than the networks' receptive field
 READ_BLOCK = 1 << 16  # source samples per channel read at a time

@@ -18,16 +18,15 @@ import soxr
 import torch
 import torch.nn.functional as F
 
-from .adversarial import MultiScaleDiscriminator, discriminator_loss, generator_losses
-from .errors import BadInputError
-from .media_audio import list_audio, load_audio
-from .mel import mel_distance
-from .model import AudioVQVAE
-from .nets_audio import AudioNetConfig
-from .prior import PriorConfig
-from .quantizer import SEARCH_BEAM
-from .train_prior import cached_grids, export_model, shipped_prior, train_prior
-from .training import (
+from vqcodec.errors import BadInputError
+from vqcodec.media.audio import list_audio, load_audio
+from vqcodec.media.mel import mel_distance
+from vqcodec.nets.adversarial import MultiScaleDiscriminator, discriminator_loss, generator_losses
+from vqcodec.nets.audio import AudioNetConfig
+from vqcodec.nets.vqvae import AudioVQVAE
+from vqcodec.prior import PriorConfig
+from vqcodec.quantizer import SEARCH_BEAM
+from vqcodec.train.loop import (
     CacheFiles,
     batch_stream,
     load_trained_vqvae,
@@ -36,7 +35,8 @@ from .training import (
     stages_per_sample,
     train_loop,
 )
-from .weights import load_training_state, save_training_state
+from vqcodec.train.prior import cached_grids, export_model, shipped_prior, train_prior
+from vqcodec.weights import load_training_state, save_training_state
 
 # Debian packages of training audio and their group. The speech ones are short words, letters and
 # syllables spoken by volunteers, one or more voices per language: the speaker variety that the
@@ -183,8 +183,8 @@ def evaluate_clips(model: AudioVQVAE, clips: dict[str, list[np.ndarray]], stage_
     greedy code, with the bitrate those stages cost before the prior."""
     import importlib.util
 
-    from .bench_audio import audio_metrics
-    from .catalog import kbps_per_stage
+    from vqcodec.bench.audio import audio_metrics
+    from vqcodec.catalog import kbps_per_stage
 
     model.eval()
     rate, device = model.cfg.sample_rate, next(model.parameters()).device
@@ -239,7 +239,7 @@ def train_audio_vqvae(
     """Train (or resume) the audio VQ-VAE for `minutes` (or up to `max_steps`); returns the state file.
 
     With `adversarial` > 0, multi-scale STFT discriminators train beside it and their hinge and
-    feature-matching losses, times `adversarial`, join the spectral ones (`vqcodec.adversarial`);
+    feature-matching losses, times `adversarial`, join the spectral ones (`vqcodec.nets.adversarial`);
     they learn at `discriminator_lr`, so a VQ-VAE refined at a small `lr` still meets trained
     critics soon. Under `torchrun`, each rank runs this with its own batches (see `training.Runtime`)."""
     rt = setup_runtime(device, mixed_precision)

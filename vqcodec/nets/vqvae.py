@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .nets import Decoder, Encoder, ImageNetConfig
-from .nets_audio import AudioDecoder, AudioEncoder, AudioNetConfig, ISTFTDecoder, activations_in_place, planar
-from .quantizer import ResidualVQ
+from vqcodec.nets.audio import AudioDecoder, AudioEncoder, AudioNetConfig, ISTFTDecoder, activations_in_place, planar
+from vqcodec.nets.image import Decoder, Encoder, ImageNetConfig
+from vqcodec.quantizer import ResidualVQ
 
 
 class VQVAE(nn.Module):

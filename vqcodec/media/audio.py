@@ -9,8 +9,8 @@ import numpy as np
 import soundfile
 import soxr
 
-from .catalog import AUDIO_SUFFIXES
-from .errors import BadInputError
+from vqcodec.catalog import AUDIO_SUFFIXES
+from vqcodec.errors import BadInputError
 
 
 def list_audio(root: Path) -> list[Path]:

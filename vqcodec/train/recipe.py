@@ -21,10 +21,10 @@ import tomllib
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from .errors import UsageError
-from .nets import ImageNetConfig
-from .nets_audio import AudioNetConfig
-from .weights import config_from_dict
+from vqcodec.errors import UsageError
+from vqcodec.nets.audio import AudioNetConfig
+from vqcodec.nets.image import ImageNetConfig
+from vqcodec.weights import config_from_dict
 
 TRAIN_DEFAULTS = {
     "image": {"vqvae_minutes": 60.0, "prior_minutes": 20.0, "lr": 4e-4, "batch": 8, "prior_grids": 3000},

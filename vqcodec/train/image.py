@@ -17,14 +17,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import BadInputError, UsageError
-from .media import list_images
-from .model import ImageVQVAE
-from .nets import ImageNetConfig
-from .prior import PriorConfig
-from .quantizer import SEARCH_BEAM
-from .train_prior import cached_grids, export_model, shipped_prior, train_prior
-from .training import (
+from vqcodec.errors import BadInputError, UsageError
+from vqcodec.media.image import list_images
+from vqcodec.nets.image import ImageNetConfig
+from vqcodec.nets.vqvae import ImageVQVAE
+from vqcodec.prior import PriorConfig
+from vqcodec.quantizer import SEARCH_BEAM
+from vqcodec.train.loop import (
     CacheFiles,
     batch_stream,
     load_trained_vqvae,
@@ -33,6 +32,7 @@ from .training import (
     stages_per_sample,
     train_loop,
 )
+from vqcodec.train.prior import cached_grids, export_model, shipped_prior, train_prior
 
 # 128x128 crops are too small for five MS-SSIM scales with the usual 11-pixel window: use 7.
 MSSSIM_WINDOW = 7

@@ -20,14 +20,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import catalog, container
-from .catalog import DEFAULT_QUALITY
-from .container import CHUNK_LATENTS, DEFAULT_MAX_PIXELS, Header
-from .entropy import decode_chunk, encode_chunk, indices_crc, stage_bits
-from .errors import CorruptFileError, UsageError
-from .media import ImageLike, RGBImage, load_image, to_pil
-from .quantizer import SEARCH_BEAM, SEARCHED_STAGES
-from .registry import DEFAULT_IMAGE_MODEL, CodecModel, load_image_model, model_for_file
+from vqcodec import catalog, container
+from vqcodec.catalog import DEFAULT_QUALITY
+from vqcodec.container import CHUNK_LATENTS, DEFAULT_MAX_PIXELS, Header
+from vqcodec.entropy import decode_chunk, encode_chunk, indices_crc, stage_bits
+from vqcodec.errors import CorruptFileError, UsageError
+from vqcodec.media.image import ImageLike, RGBImage, load_image, to_pil
+from vqcodec.quantizer import SEARCH_BEAM, SEARCHED_STAGES
+from vqcodec.registry import DEFAULT_IMAGE_MODEL, CodecModel, load_image_model, model_for_file
 
 FACTOR = 8
 TILE = CHUNK_LATENTS * FACTOR

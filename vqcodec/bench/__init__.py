@@ -1,0 +1,1 @@
+"""Benchmarks against the classic codecs: images (JPEG, WebP, AVIF) and sound (Opus)."""

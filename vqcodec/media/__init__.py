@@ -1,0 +1,1 @@
+"""The media stage: reading and writing images and sounds (and the mel scale of sound)."""

@@ -1,0 +1,1 @@
+"""Tools beside the pipeline: `inspect` (where the bits go) and `sample` (drawing from the prior)."""
