@@ -34,12 +34,12 @@ from vqcodec.catalog import (
     DEFAULT_QUALITY,
     IMAGE_SUFFIXES,
 )
+from vqcodec.codec import codec_for
+from vqcodec.codec.base import Decoding
 from vqcodec.errors import BadInputError, MissingExtraError, UsageError, VqcodecError
 
 from . import batch
 
-IMAGE_OUTPUT_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
-AUDIO_OUTPUT_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
 # First bytes of the audio containers libsndfile reads; anything else on stdin is an image.
 AUDIO_MAGICS = (b"RIFF", b"RF64", b"fLaC", b"OggS", b"FORM", b"ID3", b"\xff\xfb")
 
@@ -58,13 +58,14 @@ def _check_output(src: Path, out: Path, force: bool) -> None:
         raise UsageError(f"{out} is a directory")
 
 
-def _write_atomic(out: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: never a partial file."""
+def _write_atomic(out: Path, write):
+    """Write through a temporary file in the same folder, then rename: never a partial file.
+    Returns what `write` returns."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            result = write(f)
         umask = os.umask(0)  # mkstemp makes the file private; give it the usual permissions
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
@@ -72,6 +73,7 @@ def _write_atomic(out: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return result
 
 
 class _Group(click.Group):
@@ -422,14 +424,14 @@ def decompress(
     if len(sources) == 1 and not sources[0].is_dir():
         src = sources[0]
         coded = _read(src)
-        is_audio = container.kind_of(coded) == "audio"
-        default = STDIO if src == STDIO else src.with_name(src.name + (".wav" if is_audio else ".png"))
+        media = codec_for(coded)
+        default = STDIO if src == STDIO else src.with_name(src.name + media.output_suffixes[0])
         out = output or default
         if out != STDIO:
             _check_output(src, out, force)
-        _no_binary_to_terminal(out, force, "a sound" if is_audio else "an image")
-        if is_audio:
-            _not_for("sound", {"--compare": compare}, "it compares images")
+        _no_binary_to_terminal(out, force, media.one)
+        if not media.can_compare:
+            _not_for(media.noun, {"--compare": compare}, "it compares images")
         summary, image = _decode_to(coded, src, out, device, force, **limits)
         click.echo(f"{src} -> {out}: {summary}", err=out == STDIO)
         if compare:
@@ -445,57 +447,52 @@ def decompress(
 def _decompress_file(src: Path, base: Path, device: str, force: bool, **limits) -> tuple[Path, str]:
     """Decode the .vqc file `src` beside `base` (NAME.vqc.png or NAME.vqc.wav): (out, summary)."""
     coded = _read(src)
-    out = base.with_name(base.name + (".wav" if container.kind_of(coded) == "audio" else ".png"))
+    out = base.with_name(base.name + codec_for(coded).output_suffixes[0])
     _check_output(src, out, force)
     return out, _decode_to(coded, src, out, device, force, progress=False, **limits)[0]
 
 
-def _decode_to(
-    coded: bytes,
-    src: Path,
-    out: Path,
-    device: str,
-    force: bool,
-    max_pixels: int | None,
-    max_hours: float | None,
-    quality: int | None = None,
-    bitrate: float | None = None,
-    progress: bool = True,
-):
-    """Decode `coded` into `out` (a checked path or standard output): (summary, the image or None)."""
-    stages = _stages_to_keep(coded, quality, bitrate)
-    if container.kind_of(coded) == "audio":
-        _not_for("sound", {"--max-pixels": max_pixels}, "--max-hours limits a sound")
-        max_seconds = (max_hours or container.DEFAULT_MAX_SECONDS / 3600) * 3600
-        return _decompress_audio(coded, src, out, device, force, max_seconds, progress, stages), None
-    _not_for("images", {"--max-hours": max_hours}, "--max-pixels limits an image")
-    suffix = ".png" if out == STDIO else out.suffix.lower()
-    if suffix not in IMAGE_OUTPUT_SUFFIXES:
-        raise UsageError(f"cannot write '{suffix}' images: use one of {', '.join(sorted(IMAGE_OUTPUT_SUFFIXES))}")
-    from vqcodec.codec import image as image_codec
-    from vqcodec.media.image import image_file_bytes
+def _decode_to(coded: bytes, src: Path, out: Path, device: str, force: bool, progress: bool = True, **options):
+    """Decode `coded` into `out` (a checked path or standard output): (summary, the image or None).
+    `options` are the command's -q, -b, --max-pixels and --max-hours."""
+    media = codec_for(coded)
+    stages = _stages_to_keep(coded, options["quality"], options["bitrate"])
+    _only_for(media, {name: options[name] for name in ("max_pixels", "max_hours")}, media.limit_option)
+    suffix = media.output_suffixes[0] if out == STDIO else out.suffix.lower()
+    media.check_suffix(suffix)
+    media.tune_process()
 
-    image = image_codec.decompress(coded, device, max_pixels or container.DEFAULT_MAX_PIXELS, stages)
-    fmt = {".tif": "TIFF", ".ppm": "PPM"}.get(suffix, suffix[1:].upper())
-    _emit(out, image_file_bytes(image, fmt), force, src)
-    return f"{image.width}x{image.height}" + (f", {stages} stages" if stages else ""), image
+    bars = functools.partial(_progress_bar, label="decompressing") if progress else None
+    how = Decoding(device, stages, options[media.limit_option], bars)
+
+    def decode(f) -> tuple[str, object]:
+        return media.decode_to(coded, f, suffix, how)
+
+    if out != STDIO:
+        return _write_atomic(out, decode)
+    buf = io.BytesIO()
+    decoded = decode(buf)
+    _emit(out, buf.getvalue(), force, src)
+    return decoded
+
+
+# The options that pick a medium's stages and limit its size, as the command line spells them.
+FLAGS = {"quality": "-q/--quality", "bitrate": "-b/--bitrate", "max_pixels": "--max-pixels", "max_hours": "--max-hours"}
+
+
+def _only_for(media, options: dict, own: str) -> None:
+    """A usage error for each of `options` that is not `own`, the option of this file's medium."""
+    wrong = {FLAGS[name]: value for name, value in options.items() if name != own}
+    _not_for(media.noun, wrong, f"{FLAGS[own]} is the option for {media.noun}")
 
 
 def _stages_to_keep(coded: bytes, quality: int | None, bitrate: float | None) -> int | tuple[int, ...] | None:
     """The stages that -q (images) or -b (sound) asks to keep of a file (None: all), checked."""
-    if container.kind_of(coded) == "audio":
-        _not_for("sound", {"-q/--quality": quality}, "give the rate with -b/--bitrate (kbps)")
-        if bitrate is None:
-            return None
-        header, _ = container.unpack_audio(coded)
-        meta = catalog.model_meta(header.model_name, "audio")
-        levels, stage_kbps = catalog.num_stages(meta), catalog.kbps_per_stage(meta["net"])
-        wanted = catalog.stages_for_bitrate(bitrate, header.channels, levels, stage_kbps)[0]
-        return tuple(min(w, q) for w, q in zip(wanted, header.stages, strict=True))
-    _not_for("images", {"-b/--bitrate": bitrate}, "give the quality with -q/--quality (stages)")
-    if quality is None:
-        return None
-    return min(quality, container.unpack(coded)[0].quality)
+    media = codec_for(coded)
+    levels = {"quality": quality, "bitrate": bitrate}
+    _only_for(media, levels, media.level_option)
+    level = levels[media.level_option]
+    return None if level is None else media.stages_for(coded, level)
 
 
 def _compare(original_path: Path, image, coded_bytes: int, err: bool) -> None:
@@ -511,48 +508,6 @@ def _compare(original_path: Path, image, coded_bytes: int, err: bool) -> None:
     bpp = coded_bytes * 8 / (image.width * image.height)
     msssim = f", MS-SSIM {ms_ssim_rgb(original, decoded):.4f}" if min(original.shape[:2]) > 160 else ""
     click.echo(f"{bpp:.4f} bpp, PSNR {psnr_rgb(original, decoded):.2f} dB{msssim}", err=err)
-
-
-def _decompress_audio(
-    coded: bytes,
-    src: Path,
-    out: Path,
-    device: str,
-    force: bool,
-    max_seconds: float,
-    progress: bool = True,
-    stages: tuple[int, ...] | None = None,
-) -> str:
-    suffix = ".wav" if out == STDIO else out.suffix.lower()
-    if suffix not in AUDIO_OUTPUT_FORMATS:
-        raise UsageError(f"cannot write '{suffix}' audio: use one of {', '.join(sorted(AUDIO_OUTPUT_FORMATS))}")
-    fmt, subtype = AUDIO_OUTPUT_FORMATS[suffix]
-    from vqcodec.codec import audio as audio_codec
-
-    audio_codec.tune_allocator()
-    bar = None  # the progress bar, made when writing starts (blocks are decoded lazily)
-    header, blocks = audio_codec.decode_audio_blocks(
-        coded, device, max_seconds, progress=lambda n: bar.update(n), stages=stages
-    )
-
-    def write(f) -> None:
-        import numpy as np
-        import soundfile
-
-        nonlocal bar
-        with _progress_bar(header.segments if progress else 0, "decompressing") as bar:
-            with soundfile.SoundFile(f, "w", header.sample_rate, header.channels, subtype, format=fmt) as sf:
-                for block in blocks:
-                    sf.write(np.clip(block, -1.0, 1.0))
-
-    if out == STDIO:
-        buf = io.BytesIO()
-        write(buf)
-        _emit(out, buf.getvalue(), force, src)
-    else:
-        _write_atomic(out, write)
-    kept = f", stages {'+'.join(map(str, stages))}" if stages else ""
-    return f"{header.length / header.sample_rate:.2f} s, {header.sample_rate} Hz, {header.channels} ch{kept}"
 
 
 @main.command()
@@ -580,21 +535,12 @@ def truncate(src: Path, output: Path, quality: int | None, bitrate: float | None
         _check_output(src, output, force)
     _no_binary_to_terminal(output, force, "a .vqc file")
     upgraded = container.check_magic(data) < container.VERSION
-    scalable = _upgraded(data) if upgraded else data
+    scalable = codec_for(data).upgrade(data) if upgraded else data
     smaller = container.truncate(scalable, stages)
     _emit(output, smaller, force, src)
     kept = stages if isinstance(stages, int) else "+".join(map(str, stages))
     note = " (re-coded from format version 1, the same indices)" if upgraded else ""
     click.echo(f"{src} -> {output}: stages {kept}, {len(data):,} -> {len(smaller):,} bytes{note}", err=output == STDIO)
-
-
-def _upgraded(data: bytes) -> bytes:
-    """A version 1 file (one stream for all stages) as version 2: decoded and coded again per
-    stage by the prior."""
-    from vqcodec.codec import audio as audio_codec
-    from vqcodec.codec import image as image_codec
-
-    return audio_codec.upgrade_audio(data) if container.kind_of(data) == "audio" else image_codec.upgrade(data)
 
 
 @main.command()
@@ -603,62 +549,12 @@ def _upgraded(data: bytes) -> bytes:
 def info(src: Path, as_json: bool) -> None:
     """Show what is inside a .vqc file (without decoding it)."""
     data = _read(src)
-    fields = _audio_info(data, src) if container.kind_of(data) == "audio" else _image_info(data, src)
+    fields = {"file": str(src), **codec_for(data).info(data)}
     if as_json:
         click.echo(json.dumps(fields))
     else:
         for key, value in fields.items():
             click.echo(f"{key:>14}: {value}")
-
-
-def _audio_info(data: bytes, src: Path) -> dict:
-    header, chunks = container.unpack_audio(data)
-    return {
-        "file": str(src),
-        "kind": "audio",
-        "model": header.model_name,
-        "model_hash": header.model_hash.hex(),
-        "duration_s": round(header.length / header.sample_rate, 3),
-        "sample_rate": header.sample_rate,
-        "channels": header.channels,
-        "samples": header.length,
-        "stages": list(header.stages),
-        "mid_side": bool(header.flags & container.FLAG_MID_SIDE),
-        "chunks": len(chunks),
-        **_format_info(header, data, chunks),
-        "kbps": round(container.audio_bitrate(header, len(data)), 3),
-    }
-
-
-def _format_info(header, data: bytes, chunks) -> dict:
-    """What both kinds of file say about their layout: version, sizes, metadata, truncatable."""
-    return {
-        "format_version": header.version,
-        "scalable": all(c.per_stage for c in chunks),  # `truncate` and `decompress -q` read fewer stages
-        "bytes": len(data),
-        "header_bytes": len(data) - sum(c.size for c in chunks),
-        "metadata": {name: len(value) for name, value in header.metadata},
-    }
-
-
-def _image_info(data: bytes, src: Path) -> dict:
-    header, chunks = container.unpack(data)
-    pixels = header.width * header.height
-    return {
-        "file": str(src),
-        "kind": container.KIND_NAMES[header.kind],
-        "model": header.model_name,
-        "model_hash": header.model_hash.hex(),
-        "width": header.width,
-        "height": header.height,
-        "quality": header.quality,
-        "grayscale": bool(header.flags & container.FLAG_GRAY),
-        "alpha_dropped": bool(header.flags & container.FLAG_ALPHA_DROPPED),
-        "converted_to_srgb": bool(header.flags & container.FLAG_CONVERTED_TO_SRGB),
-        "chunks": len(chunks),
-        **_format_info(header, data, chunks),
-        "bpp": round(len(data) * 8 / pixels, 5),
-    }
 
 
 def _read(path: Path) -> bytes:

@@ -38,6 +38,7 @@ def _train_options(kind: str):
             click.option(
                 "--anneal",
                 is_flag=True,
+                default=None,
                 help="Final phase: the VQ-VAE learning rate falls from --lr to a tenth over this run (cosine).",
             ),
             click.option("--max-steps", type=int, help="Stop the VQ-VAE at this step count."),
@@ -47,7 +48,7 @@ def _train_options(kind: str):
             click.option("--save-every", "save_minutes", type=float, help="Minutes between saved states [5]."),
             click.option(
                 "--resume/--fresh",
-                default=True,
+                default=None,
                 help="Continue from the cached state or MODEL's weights (default), or start over "
                 "(the old state is moved aside, not deleted).",
             ),
@@ -74,53 +75,22 @@ def _move_aside(cache: Path) -> None:
 def _run_training(kind: str, data: Path | None, out: Path, config: Path | None, cache: Path | None, **given) -> None:
     import torch
 
-    from vqcodec.train.recipe import load_recipe
+    from vqcodec.train.recipe import load_recipe, with_options
+    from vqcodec.train.trainer import medium, train_model
 
     recipe = load_recipe(config, kind)
-    settings = {**recipe["train"], **{k: v for k, v in given.items() if v is not None}}
-    data = data or (Path(settings["data"]) if "data" in settings else None)
+    threads = given.pop("threads")
+    settings = with_options(recipe["train"], given)
+    data = data or (Path(settings.data) if settings.data else None)
     if data is None or not data.is_dir():
         raise UsageError("give the training data folder (DATA, or 'data' in the recipe's [train])")
-    if settings.pop("threads", None):
-        torch.set_num_threads(given["threads"])
+    if threads:
+        torch.set_num_threads(threads)
     out = out if out.suffix == ".safetensors" else out.with_name(out.name + ".safetensors")
     cache = cache or Path.home() / ".cache" / "vqcodec" / out.stem
-    if not settings["resume"]:
+    if not settings.resume:
         _move_aside(cache)
-    common = {
-        "name": out.stem,
-        "lr": settings["lr"],
-        "anneal": settings.get("anneal", False),
-        "mixed_precision": settings["mixed_precision"],
-        "device": settings["device"],
-        "batch": settings["batch"],
-        "net": recipe["net"],
-        "prior_options": recipe["prior"],
-        "prior_grids": settings["prior_grids"],
-        "max_steps": settings.get("max_steps"),
-        "log_every": settings["log_every"],
-        "workers": settings.get("workers"),
-        "save_minutes": settings["save_minutes"],
-        "resume": settings["resume"],
-    }
-    minutes = (settings["vqvae_minutes"], settings["prior_minutes"])
-    if kind == "image":
-        from vqcodec.train.image import train_image_model
-
-        card = train_image_model(data, out, cache, *minutes, **common)
-    else:
-        from vqcodec.media.audio import list_audio
-        from vqcodec.train.audio import train_audio_model, training_audio
-
-        groups = training_audio(data, cache.parent / "audio-src") if settings["music"] else {"speech": list_audio(data)}
-        audio = {
-            "speech_share": settings["speech_share"],
-            "offered_stages": tuple(settings["offered_stages"]),
-            "band_limit_share": settings["band_limit_share"],
-            "adversarial": settings["adversarial"],
-            "discriminator_lr": settings["discriminator_lr"],
-        }
-        card = train_audio_model(groups, out, cache, *minutes, **audio, **common)
+    card = train_model(medium(kind), data, out, cache, settings, recipe["net"], recipe["prior"])
     if card["vqvae_steps"] is None:  # a rank other than 0 of a torchrun job
         return
     if card["prior_steps"]:

@@ -13,10 +13,18 @@ from vqcodec.errors import BadInputError
 from vqcodec.media.audio import load_audio
 from vqcodec.nets.audio import AudioNetConfig
 from vqcodec.train import audio as audio_training
-from vqcodec.train.audio import SegmentSampler, train_audio_vqvae
+from vqcodec.train.audio import SegmentSampler
+from vqcodec.train.recipe import AudioSettings
+from vqcodec.train.trainer import medium, train_vqvae
 from vqcodec.weights import load_tensors
 
 TINY_AUDIO = AudioNetConfig(base_width=4, strides=(2, 4), latent_dim=4, codebook_sizes=(8, 8))
+
+
+def _train(files, cache, cfg=TINY_AUDIO, **settings):
+    """The tiny audio VQ-VAE trained on `files` (a list: one group) with these settings."""
+    groups = files if isinstance(files, dict) else {"all": files}
+    return train_vqvae(medium("audio"), groups, cache, AudioSettings(**settings), cfg)
 
 
 def _tone(path, rate=16000, seconds=1.0, channels=1):
@@ -48,9 +56,9 @@ def test_a_few_training_steps_and_resume(tmp_path):
     batch = sampler.sample(3)
     assert batch.shape == (3, 1, 6000) and batch.abs().max() <= 10.0
     cache = tmp_path / "cache"
-    train_audio_vqvae(paths, cache, minutes=0.02, batch=2, seconds=0.1, cfg=TINY_AUDIO, log_every=1)
+    _train(paths, cache, vqvae_minutes=0.02, batch=2, seconds=0.1, log_every=1)
     first = len((cache / "vqvae_log.jsonl").read_text().splitlines())
-    train_audio_vqvae(paths, cache, minutes=0.02, batch=2, seconds=0.1, cfg=TINY_AUDIO, log_every=1)
+    _train(paths, cache, vqvae_minutes=0.02, batch=2, seconds=0.1, log_every=1)
     lines = (cache / "vqvae_log.jsonl").read_text().splitlines()
     assert len(lines) > first and f'"step": {first + 1},' in lines[first]
 
@@ -97,10 +105,10 @@ def test_resume_makes_the_same_steps_as_an_uninterrupted_run(tmp_path):
     from vqcodec.weights import load_tensors
 
     paths = [_tone(tmp_path / f"t{i}.wav", 24000, 0.5 + i) for i in range(2)]
-    args = {"minutes": 5, "batch": 2, "seconds": 0.1, "cfg": TINY_AUDIO, "log_every": 1}
-    straight = train_audio_vqvae(paths, tmp_path / "a", max_steps=6, **args)
-    train_audio_vqvae(paths, tmp_path / "b", max_steps=3, **args)
-    resumed = train_audio_vqvae(paths, tmp_path / "b", max_steps=6, **args)
+    args = {"vqvae_minutes": 5, "batch": 2, "seconds": 0.1, "log_every": 1}
+    straight = _train(paths, tmp_path / "a", max_steps=6, **args)
+    _train(paths, tmp_path / "b", max_steps=3, **args)
+    resumed = _train(paths, tmp_path / "b", max_steps=6, **args)
     (one, meta_one), (two, meta_two) = load_tensors(straight), load_tensors(resumed)
     assert meta_one["step"] == meta_two["step"] == 6 and one.keys() == two.keys()
     for key in one:
@@ -111,9 +119,9 @@ def test_worker_processes_make_the_same_batches(tmp_path):
     from vqcodec.weights import load_tensors
 
     paths = [_tone(tmp_path / f"t{i}.wav", 24000, 0.5 + i) for i in range(2)]
-    args = {"minutes": 5, "batch": 2, "seconds": 0.1, "cfg": TINY_AUDIO, "log_every": 1, "max_steps": 3}
-    alone = load_tensors(train_audio_vqvae(paths, tmp_path / "a", workers=0, **args))[0]
-    helped = load_tensors(train_audio_vqvae(paths, tmp_path / "b", workers=2, **args))[0]
+    args = {"vqvae_minutes": 5, "batch": 2, "seconds": 0.1, "log_every": 1, "max_steps": 3}
+    alone = load_tensors(_train(paths, tmp_path / "a", workers=0, **args))[0]
+    helped = load_tensors(_train(paths, tmp_path / "b", workers=2, **args))[0]
     assert all(torch.equal(alone[k], helped[k]) for k in alone)
 
 
@@ -160,7 +168,7 @@ def test_held_out_clips_are_evaluated_at_every_save(tmp_path):
     music = [_tone(tmp_path / "tone.wav", 24000, 1.5)]
     cache = tmp_path / "cache"
     cfg = dataclasses.replace(TINY_AUDIO, activation="snake")
-    train_audio_vqvae({"speech": [speech], "music": music}, cache, minutes=0.02, batch=2, seconds=0.1, cfg=cfg)
+    _train({"speech": [speech], "music": music}, cache, vqvae_minutes=0.02, batch=2, seconds=0.1, cfg=cfg)
     record = json.loads((cache / "vqvae_eval.jsonl").read_text().splitlines()[-1])
     assert record["kbps_before_prior"] == {"q2": 18.0}  # 2 stages of 3,000 frames/s x 3 bits
     assert {"speech_mel_unquantized", "speech_mel_q2", "music_mel_unquantized", "music_mel_q2"} <= set(record)
@@ -195,8 +203,8 @@ def test_adversarial_training_with_the_istft_decoder_saves_and_resumes_the_discr
     paths = [_tone(tmp_path / f"t{i}.wav", 24000, 0.5 + i) for i in range(2)]
     cache = tmp_path / "cache"
     cfg = dataclasses.replace(TINY_AUDIO, decoder="istft", decoder_width=8, decoder_blocks=2)
-    options = {"minutes": 0.02, "batch": 2, "seconds": 0.1, "cfg": cfg, "log_every": 1, "adversarial": 1.0}
-    train_audio_vqvae(paths, cache, **options)
+    options = {"vqvae_minutes": 0.02, "batch": 2, "seconds": 0.1, "cfg": cfg, "log_every": 1, "adversarial": 1.0}
+    _train(paths, cache, **options)
     record = json.loads((cache / "vqvae_log.jsonl").read_text().splitlines()[-1])
     assert record["discriminator"] > 0 and record["adversarial"] >= 0 and record["feature_matching"] > 0
     state = cache / "discriminator_state.safetensors"
@@ -205,5 +213,5 @@ def test_adversarial_training_with_the_istft_decoder_saves_and_resumes_the_discr
         return int(load_tensors(state)[0]["optim.0.step"])
 
     assert adam_steps() == record["step"]
-    train_audio_vqvae(paths, cache, **{**options, "max_steps": record["step"] + 1})
+    _train(paths, cache, **{**options, "max_steps": record["step"] + 1})
     assert adam_steps() == record["step"] + 1  # resumed, not restarted

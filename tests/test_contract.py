@@ -1,9 +1,11 @@
 """What every medium's codec promises, tested for each: a round trip of the right shape, the
 same indices however often it is decoded, fewer stages decoded as the truncated file, a damaged
-chunk named, a file of other weights refused, and `info` without decoding."""
+chunk named, a file of other weights refused, `info` without decoding, and the table's codec
+(`vqcodec.codec.CODECS`) doing for the command line what the API does."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +19,8 @@ from PIL import Image
 import vqcodec
 from cli.main import main
 from vqcodec import container
+from vqcodec.codec import CODECS, codec_for
+from vqcodec.codec.base import Decoding
 from vqcodec.errors import CorruptFileError, MissingModelError
 
 from .conftest import build_tiny_audio_model, build_tiny_model
@@ -29,6 +33,7 @@ class Medium:
     encode: Callable[[], bytes]  # a small input, coded at its top rate
     decode: Callable[..., np.ndarray]  # file (, stages) -> samples or pixels
     fewer: object  # what `truncate` and `stages=` take for fewer stages
+    fewer_level: float  # the quality or bitrate that keeps those stages
     unpack: Callable[[bytes], tuple]
     write_source: Callable  # path -> a file the command line codes
     rebuild_model: Callable  # path -> other weights under the same name
@@ -52,6 +57,7 @@ MEDIA = {
         lambda: vqcodec.compress(_photo(), quality=3, model="tiny"),
         lambda data, stages=None: np.asarray(vqcodec.decompress(data, stages=stages)),
         2,
+        2,
         container.unpack,
         lambda path: Image.fromarray(_photo()).save(path.with_suffix(".png")) or path.with_suffix(".png"),
         lambda path: build_tiny_model(path, seed=1),
@@ -63,6 +69,7 @@ MEDIA = {
         lambda: vqcodec.compress_audio(_sound(), bitrate=9.6, model="tinyaudio"),
         lambda data, stages=None: vqcodec.decompress_audio(data, stages=stages)[0],
         (1, 0),
+        2.4,
         container.unpack_audio,
         lambda path: (
             soundfile.write(path.with_suffix(".wav"), _sound()[0].T, 22050, subtype="FLOAT") or path.with_suffix(".wav")
@@ -120,3 +127,24 @@ def test_info_reads_the_header_without_decoding(medium, tmp_path):
     assert fields["kind"] == medium.name and fields["model"] == medium.model and fields["format_version"] == 2
     assert fields["scalable"] and fields["bytes"] == src.with_suffix(".vqc").stat().st_size
     assert src.with_suffix(".vqc").read_bytes() == medium.encode()  # the command line codes as the API does
+
+
+def test_every_kind_of_file_has_one_codec_in_the_table():
+    assert sorted(CODECS) == sorted(container.KIND_NAMES.values()) == sorted(MEDIA)
+    assert all(codec.kind == kind for kind, codec in CODECS.items())
+
+
+def test_the_tables_codec_decodes_into_a_file_as_the_api_does(medium):
+    data = medium.encode()
+    codec = codec_for(data)
+    assert codec.kind == medium.name and codec.stages_for(data, medium.fewer_level) == medium.fewer
+    out = io.BytesIO()
+    summary, _ = codec.decode_to(data, out, codec.output_suffixes[0], Decoding("cpu", medium.fewer))
+    out.seek(0)
+    expected = medium.decode(data, medium.fewer)
+    if medium.name == "image":
+        assert np.array_equal(np.asarray(Image.open(out)), expected)
+    else:  # 16-bit PCM of the decoded samples
+        written, rate = soundfile.read(out, dtype="float32", always_2d=True)
+        assert rate == 22050 and np.abs(written.T - np.clip(expected, -1, 1)).max() <= 1 / 32768
+    assert summary and codec.info(data)["kind"] == medium.name

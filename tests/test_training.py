@@ -15,11 +15,18 @@ import vqcodec
 from vqcodec.errors import UsageError
 from vqcodec.prior import PriorConfig
 from vqcodec.registry import save_model
-from vqcodec.train.image import index_set, load_vqvae, train_vqvae
-from vqcodec.train.loop import save_checkpoint
+from vqcodec.train.image import index_set
+from vqcodec.train.loop import load_trained_vqvae, save_checkpoint
 from vqcodec.train.prior import cached_grids, prior_bits, start_from_shipped, train_prior
+from vqcodec.train.recipe import ImageSettings
+from vqcodec.train.trainer import medium, train_vqvae
 
 from .conftest import TINY_NET, TINY_PRIOR
+
+
+def _train(paths, cache, init=None, **settings) -> None:
+    """The tiny image VQ-VAE trained on `paths` with these settings."""
+    train_vqvae(medium("image"), {"photos": paths}, cache, ImageSettings(**settings), TINY_NET, init)
 
 
 def test_train_resume_export(tmp_path, monkeypatch):
@@ -32,10 +39,10 @@ def test_train_resume_export(tmp_path, monkeypatch):
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(data / f"p{i}.png")
     paths = sorted(data.glob("*.png"))
     cache = tmp_path / "cache"
-    train_vqvae(paths, cache, minutes=0.03, batch=2, cfg=TINY_NET, log_every=1)
+    _train(paths, cache, vqvae_minutes=0.03, batch=2, log_every=1)
     first_steps = len((cache / "vqvae_log.jsonl").read_text().splitlines())
     assert first_steps >= 1
-    train_vqvae(paths, cache, minutes=0.03, batch=2, cfg=TINY_NET, log_every=1)
+    _train(paths, cache, vqvae_minutes=0.03, batch=2, log_every=1)
     log = (cache / "vqvae_log.jsonl").read_text().splitlines()
     steps = [int(line.split('"step": ')[1].split(",")[0]) for line in log]
     assert steps == sorted(steps) and steps[-1] > first_steps  # resumed, not restarted
@@ -47,7 +54,7 @@ def test_train_resume_export(tmp_path, monkeypatch):
     assert last["step"] == steps[-1] and set(last["bpp_before_prior"]) == {"q1", "q2"} and len(last["code_usage"]) == 3
     assert 0 < last["psnr_q1"] <= last["psnr_q2"] + 1 and 0 < last["msssim_unquantized"] <= 1
 
-    vqvae, n = load_vqvae(cache)
+    vqvae, n = load_trained_vqvae(cache, "image")
     assert n == steps[-1]
     cfg = PriorConfig(codebook_sizes=TINY_NET.codebook_sizes, embed_dim=4, hidden=16, layers=2)
     grids, val = index_set(vqvae, paths, 8, seed=1), index_set(vqvae, paths, 4, seed=2)
@@ -66,7 +73,7 @@ def test_train_resume_export(tmp_path, monkeypatch):
     # A compact checkpoint carries the step, the training time and the evaluations on.
     checkpoint = tmp_path / "checkpoints" / "run.safetensors"
     assert save_checkpoint(cache, checkpoint)[0] == n
-    train_vqvae(paths, tmp_path / "cache3", minutes=0.02, batch=2, cfg=TINY_NET, init_weights=checkpoint)
+    _train(paths, tmp_path / "cache3", vqvae_minutes=0.02, batch=2, init=checkpoint)
     save_checkpoint(tmp_path / "cache3", checkpoint)
     merged = [json.loads(line) for line in checkpoint.with_suffix(".eval.jsonl").read_text().splitlines()]
     assert [r["step"] for r in merged][:2] == [e["step"] for e in evaluations] and merged[-1]["step"] > n
@@ -75,8 +82,8 @@ def test_train_resume_export(tmp_path, monkeypatch):
     # With the cache gone, training resumes from the compact shipped weights alone.
     shipped = vqvae.quantizer.codebook(0).clone()
     cache2 = tmp_path / "cache2"
-    train_vqvae(paths, cache2, minutes=0.02, batch=2, cfg=TINY_NET, log_every=1, init_weights=out)
-    resumed, n2 = load_vqvae(cache2)
+    _train(paths, cache2, vqvae_minutes=0.02, batch=2, log_every=1, init=out)
+    resumed, n2 = load_trained_vqvae(cache2, "image")
     assert n2 > n
     change = (resumed.quantizer.codebook(0) - shipped).norm() / shipped.norm()
     assert change < 0.5

@@ -3,6 +3,7 @@ indices it codes (the same numbers the range coder used), drawn over the decoded
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from vqcodec import container
 from vqcodec.codec import audio as audio_codec
+from vqcodec.codec import codec_for
 from vqcodec.codec import image as image_codec
 
 
@@ -24,6 +26,7 @@ class Inspection:
     media: np.ndarray  # decoded pixels [H, W, 3] or samples [channels, n]
     rate: float = 0.0  # audio: index frames per second
     meta: dict = field(default_factory=dict)
+    draw: Callable | None = None  # draws the media and where its bits go on the report's two top axes
 
     def summary(self) -> dict:
         stages = max(b.shape[0] for b in self.bits)
@@ -61,6 +64,7 @@ def inspect_image(data: bytes, device: str = "auto") -> Inspection:
         model.vqvae.cfg.codebook_sizes,
         pixels,
         meta={"indices": [indices.numpy()]},
+        draw=_draw_image,
     )
 
 
@@ -88,11 +92,12 @@ def inspect_audio(data: bytes, device: str = "auto") -> Inspection:
         samples,
         rate=model.vqvae.cfg.frame_rate,
         meta={"indices": streams, "sample_rate": header.sample_rate},
+        draw=_draw_audio,
     )
 
 
 def inspect_file(data: bytes, device: str = "auto") -> Inspection:
-    return inspect_audio(data, device) if container.kind_of(data) == "audio" else inspect_image(data, device)
+    return codec_for(data).inspect(data, device)
 
 
 def plot_report(result: Inspection, path: Path, title: str) -> None:
@@ -104,32 +109,7 @@ def plot_report(result: Inspection, path: Path, title: str) -> None:
 
     summary = result.summary()
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
-    if result.kind == "image":
-        h, w = result.media.shape[:2]
-        per_position = result.bits[0].sum(0) / image_codec.FACTOR**2  # bits per pixel of each 8x8 block
-        heat = np.kron(per_position, np.ones((image_codec.FACTOR, image_codec.FACTOR)))[:h, :w]
-        axes[0, 0].imshow(result.media)
-        shown = axes[0, 0].imshow(heat, cmap="inferno", alpha=0.6)
-        fig.colorbar(shown, ax=axes[0, 0], label="bits per pixel")
-        axes[0, 0].set_title("bits spent per region over the decoded image")
-        axes[0, 1].imshow(result.stage0, cmap="nipy_spectral", interpolation="nearest")
-        axes[0, 1].set_title("indices of stage 1 (false colour)")
-        for ax in axes[0]:
-            ax.axis("off")
-    else:
-        rate, sample_rate = result.rate, result.meta["sample_rate"]
-        mono = result.media.mean(0) if result.media.size else np.zeros(1)
-        t = np.arange(len(mono)) / sample_rate
-        axes[0, 0].plot(t, mono, lw=0.3)
-        axes[0, 0].set_xlabel("seconds")
-        axes[0, 0].set_title("decoded waveform (mono mix)")
-        per_frame = sum(b.sum((0, 1)) for b in result.bits)
-        window = max(1, int(rate / 10))  # 0.1 s
-        smooth = np.convolve(per_frame, np.ones(window) / window, mode="same") * rate / 1000
-        axes[0, 1].plot(np.arange(len(per_frame)) / rate, smooth)
-        axes[0, 1].set_xlabel("seconds")
-        axes[0, 1].set_ylabel("kbps")
-        axes[0, 1].set_title("bits per second over time (0.1 s windows)")
+    result.draw(result, fig, axes[0])
     stages = np.arange(1, len(summary["bits_per_stage"]) + 1)
     axes[1, 0].bar(stages, np.array(summary["bits_per_stage"]) / 8000)
     axes[1, 0].set_xlabel("stage")
@@ -145,3 +125,33 @@ def plot_report(result: Inspection, path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
+
+
+def _draw_image(result: Inspection, fig, axes) -> None:
+    h, w = result.media.shape[:2]
+    per_position = result.bits[0].sum(0) / image_codec.FACTOR**2  # bits per pixel of each 8x8 block
+    heat = np.kron(per_position, np.ones((image_codec.FACTOR, image_codec.FACTOR)))[:h, :w]
+    axes[0].imshow(result.media)
+    shown = axes[0].imshow(heat, cmap="inferno", alpha=0.6)
+    fig.colorbar(shown, ax=axes[0], label="bits per pixel")
+    axes[0].set_title("bits spent per region over the decoded image")
+    axes[1].imshow(result.stage0, cmap="nipy_spectral", interpolation="nearest")
+    axes[1].set_title("indices of stage 1 (false colour)")
+    for ax in axes:
+        ax.axis("off")
+
+
+def _draw_audio(result: Inspection, fig, axes) -> None:
+    rate, sample_rate = result.rate, result.meta["sample_rate"]
+    mono = result.media.mean(0) if result.media.size else np.zeros(1)
+    t = np.arange(len(mono)) / sample_rate
+    axes[0].plot(t, mono, lw=0.3)
+    axes[0].set_xlabel("seconds")
+    axes[0].set_title("decoded waveform (mono mix)")
+    per_frame = sum(b.sum((0, 1)) for b in result.bits)
+    window = max(1, int(rate / 10))  # 0.1 s
+    smooth = np.convolve(per_frame, np.ones(window) / window, mode="same") * rate / 1000
+    axes[1].plot(np.arange(len(per_frame)) / rate, smooth)
+    axes[1].set_xlabel("seconds")
+    axes[1].set_ylabel("kbps")
+    axes[1].set_title("bits per second over time (0.1 s windows)")

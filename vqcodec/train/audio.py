@@ -1,8 +1,8 @@
-"""Training of the audio VQ-VAE (24 kHz mono) on speech and music.
+"""The audio medium of the trainer (`train.trainer`): 24 kHz mono segments of speech and music,
+spectral and adversarial losses, whole held-out clips measured at several stage counts.
 
 Training data: the speech in ../shared/data/audio/train, plus music and many-voice speech from
 Debian packages (fetched with `fetch_debian_audio`, cached, no network needed afterwards).
-`train_audio_model` trains the VQ-VAE, then the prior on its indices, and exports both.
 """
 
 from __future__ import annotations
@@ -26,16 +26,10 @@ from vqcodec.nets.audio import AudioNetConfig
 from vqcodec.nets.vqvae import AudioVQVAE
 from vqcodec.prior import PriorConfig
 from vqcodec.quantizer import SEARCH_BEAM
-from vqcodec.train.loop import (
-    CacheFiles,
-    batch_stream,
-    load_trained_vqvae,
-    resume_vqvae,
-    setup_runtime,
-    stages_per_sample,
-    train_loop,
-)
-from vqcodec.train.prior import cached_grids, export_model, shipped_prior, train_prior
+from vqcodec.train.loop import CacheFiles
+from vqcodec.train.prior import cached_grids
+from vqcodec.train.recipe import AudioSettings
+from vqcodec.train.trainer import Groups, Medium, Run
 from vqcodec.weights import load_training_state, save_training_state
 
 # Debian packages of training audio and their group. The speech ones are short words, letters and
@@ -212,110 +206,6 @@ def evaluate_clips(model: AudioVQVAE, clips: dict[str, list[np.ndarray]], stage_
     return record
 
 
-def train_audio_vqvae(
-    paths: dict[str, list[Path]] | list[Path],
-    cache: Path,
-    minutes: float,
-    batch: int = 8,
-    seconds: float = 1.0,
-    lr: float = 3e-4,
-    commit_weight: float = 0.25,
-    full_rate_prob: float = 0.5,
-    init_weights: Path | None = None,
-    cfg: AudioNetConfig | None = None,
-    log_every: int = 50,
-    max_steps: int | None = None,
-    device: str = "auto",
-    workers: int | None = None,
-    speech_share: float = 0.5,
-    save_every_s: float = 300,
-    offered_stages: tuple[int, ...] = (),
-    band_limit_share: float = 0.0,
-    anneal: bool = False,
-    mixed_precision: bool = True,
-    adversarial: float = 0.0,
-    discriminator_lr: float = 2e-4,
-) -> Path:
-    """Train (or resume) the audio VQ-VAE for `minutes` (or up to `max_steps`); returns the state file.
-
-    With `adversarial` > 0, multi-scale STFT discriminators train beside it and their hinge and
-    feature-matching losses, times `adversarial`, join the spectral ones (`vqcodec.nets.adversarial`);
-    they learn at `discriminator_lr`, so a VQ-VAE refined at a small `lr` still meets trained
-    critics soon. Under `torchrun`, each rank runs this with its own batches (see `training.Runtime`)."""
-    rt = setup_runtime(device, mixed_precision)
-    cache.mkdir(parents=True, exist_ok=True)
-    state_path, log_path = CacheFiles(cache).vqvae_state, CacheFiles(cache).vqvae_log
-    cfg = cfg or AudioNetConfig()
-    torch.manual_seed(0)  # the same initial weights in every fresh run
-    model = AudioVQVAE(cfg).to(rt.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    step, trained_seconds = resume_vqvae(model, optimizer, state_path, init_weights)
-    # Every 20th file of each group is held out: the log's val_mel (all stages) is measured on it.
-    groups = paths if isinstance(paths, dict) else {"all": list(paths)}
-    held_out = {k: v[::20] if len(v) >= 20 else v[:1] for k, v in groups.items()}
-    train = {k: [p for p in v if p not in set(held_out[k])] or v for k, v in groups.items()}
-    shares = {"speech": speech_share, "music": 1 - speech_share}
-    sampler = SegmentSampler(train, cfg.sample_rate, seconds, shares=shares, band_limit_share=band_limit_share)
-    val_wave = SegmentSampler(held_out, cfg.sample_rate, seconds).sample(8, 0).to(rt.device)
-    clips = held_out_clips(held_out, cfg)
-    levels = model.num_stages
-
-    def validate() -> dict:
-        recon = model(val_wave, torch.full((8,), levels, device=rt.device))[0]
-        return {"val_mel": mel_distance(recon, val_wave, cfg.sample_rate).item()}
-
-    net = rt.wrap(model)
-    critic = Critic(cache, discriminator_lr, rt) if adversarial > 0 else None
-
-    stream = batch_stream(sampler, batch, step, rt, workers)
-
-    def next_loss(step: int):
-        wave = next(stream).to(rt.device, non_blocking=True)
-        stages = stages_per_sample(batch, levels, full_rate_prob, offered_stages).to(rt.device)
-        with rt.autocast():
-            recon, _, commit, usage = net(wave, stages)
-        recon = recon.float()
-        spectral = stft_loss(recon, wave)
-        mel = mel_distance(recon, wave, cfg.sample_rate)
-        # Spectral terms make it sound right; the small waveform term keeps the phase anchored.
-        loss = 0.1 * F.l1_loss(recon, wave) + spectral + 2.0 * mel + commit_weight * commit
-        gan = critic.step(wave, recon) if critic else {}
-        if gan:
-            loss = loss + adversarial * (gan["adversarial"] + gan["feature_matching"])
-
-        def log_values():
-            return {
-                "stft": spectral.item(),
-                "mel": mel.item(),
-                "commit": commit.item(),
-                "code_usage": [round(u, 3) for u in usage],
-                **{k: round(v.item(), 4) for k, v in gan.items()},
-            }
-
-        return loss, log_values
-
-    train_loop(
-        model,
-        optimizer,
-        step,
-        next_loss,
-        state_path,
-        log_path,
-        {"config": asdict(cfg), "train_seconds": trained_seconds},
-        minutes,
-        lr,
-        log_every=log_every,
-        save_every_s=save_every_s,
-        max_steps=max_steps,
-        runtime=rt,
-        validate=validate,
-        evaluate=lambda: evaluate_clips(model, clips),
-        anneal=anneal,
-        on_save=critic.save if critic else None,
-    )
-    return state_path
-
-
 class Critic:
     """The discriminators of adversarial training and their optimizer (Adam, betas 0.5 / 0.9
     as EnCodec and DAC), saved beside the VQ-VAE's state and resumed from it."""
@@ -379,90 +269,88 @@ def audio_index_set(
     return torch.cat(out)
 
 
-def train_audio_model(
-    groups: dict[str, list[Path]],
-    out: Path,
-    cache: Path,
-    vqvae_minutes: float,
-    prior_minutes: float,
-    name: str = "aud1",
-    lr: float = 4e-4,
-    device: str = "auto",
-    batch: int = 8,
-    net: AudioNetConfig | None = None,
-    prior_options: dict | None = None,
-    prior_grids: int = 2000,
-    max_steps: int | None = None,
-    log_every: int = 50,
-    workers: int | None = None,
-    speech_share: float = 0.5,
-    save_minutes: float = 5.0,
-    resume: bool = True,
-    offered_stages: tuple[int, ...] = (),
-    band_limit_share: float = 0.0,
-    anneal: bool = False,
-    mixed_precision: bool = True,
-    adversarial: float = 0.0,
-    discriminator_lr: float = 2e-4,
-) -> dict:
-    """Rebuild a shipped audio model: resume the VQ-VAE, train the prior, export both (with
-    `prior_minutes` <= 0 only the VQ-VAE trains). Writes `out` and its .json training report.
-    `net` and `prior_options` (PriorConfig fields) come from a recipe."""
-    init = out if resume and out.exists() else None
-    rt = setup_runtime(device)
-    if vqvae_minutes > 0:
-        train_audio_vqvae(
-            groups,
-            cache,
-            vqvae_minutes,
-            batch,
-            lr=lr,
-            init_weights=init,
-            cfg=net,
-            max_steps=max_steps,
-            device=device,
-            log_every=log_every,
-            workers=workers,
-            speech_share=speech_share,
-            save_every_s=60 * save_minutes,
-            offered_stages=offered_stages,
-            band_limit_share=band_limit_share,
-            anneal=anneal,
-            mixed_precision=mixed_precision,
-            adversarial=adversarial,
-            discriminator_lr=discriminator_lr,
+class AudioTraining(Medium):
+    kind = "audio"
+
+    def training_files(self, data: Path, cache: Path, settings: AudioSettings) -> Groups:
+        if settings.music:
+            return training_audio(data, cache.parent / "audio-src")
+        return {"speech": list_audio(data)}
+
+    def start(self, model, train: Groups, held_out: Groups, cache: Path, settings: AudioSettings, rt) -> Run:
+        return _AudioRun(model, train, held_out, cache, settings, rt)
+
+    def prior_grids(self, vqvae, groups: Groups, cache: Path, settings: AudioSettings):
+        # Every 20th file of each group is held out to measure the prior; a subset of the rest
+        # (every 3rd file) gives the training grids, to keep loading short.
+        held_out = {k: v[::20] for k, v in groups.items()}
+        train = {k: [p for i, p in enumerate(v) if i % 20 and i % 3 == 1] or v for k, v in groups.items()}
+        options = {"seconds": 4.0, "band_limit_share": settings.band_limit_share}
+        count = settings.prior_grids
+        return cached_grids(
+            CacheFiles(cache).prior_grids,
+            vqvae,
+            {"train": train, "held_out": held_out, "count": count, **options},
+            lambda: (
+                audio_index_set(vqvae, train, count, seed=1, **options),
+                audio_index_set(vqvae, held_out, 64, seed=2, **options),
+            ),
         )
-    rt.finish()  # the prior trains in one process: the other ranks are done
-    if not rt.main:
-        return {"vqvae_steps": None, "prior_steps": 0}
-    vqvae, vqvae_steps = load_trained_vqvae(cache, "audio", init)
-    if prior_minutes <= 0:
-        return {"vqvae_steps": vqvae_steps, "prior_steps": 0}
-    # Every 20th file of each group is held out to measure the prior; a subset of the rest
-    # (every 3rd file) gives the training grids, to keep loading short.
-    held_out = {k: v[::20] for k, v in groups.items()}
-    train = {k: [p for i, p in enumerate(v) if i % 20 and i % 3 == 1] or v for k, v in groups.items()}
-    settings = {"seconds": 4.0, "band_limit_share": band_limit_share}
-    grids, val = cached_grids(
-        CacheFiles(cache).prior_grids,
-        vqvae,
-        {"train": train, "held_out": held_out, "count": prior_grids, **settings},
-        lambda: (
-            audio_index_set(vqvae, train, prior_grids, seed=1, **settings),
-            audio_index_set(vqvae, held_out, 64, seed=2, **settings),
-        ),
-    )
-    prior_cfg = audio_prior_config(vqvae.cfg, **(prior_options or {}))
-    prior, report = train_prior(
-        grids, val, prior_cfg, cache, prior_minutes, device=rt.device, init=shipped_prior(init, prior_cfg)
-    )
-    data_meta = {
-        "training_files": {k: len(v) for k, v in groups.items()},
-        "training_settings": {
-            "speech_share": speech_share,
-            "offered_stages": list(offered_stages),
-            "band_limit_share": band_limit_share,
-            "adversarial": adversarial,
-        },
-    }
-    return export_model(out, name, vqvae, prior, report, cache, vqvae_steps, data_meta)
+
+    def prior_config(self, vqvae_cfg: AudioNetConfig, options: dict) -> PriorConfig:
+        return audio_prior_config(vqvae_cfg, **options)
+
+    def report(self, groups: Groups, data: Path, settings: AudioSettings) -> dict:
+        chosen = ("speech_share", "offered_stages", "band_limit_share", "adversarial")
+        return {
+            "training_files": {k: len(v) for k, v in groups.items()},
+            "training_settings": {
+                k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items() if k in chosen
+            },
+        }
+
+
+class _AudioRun(Run):
+    """Random segments (speech and music in the recipe's shares), multi-resolution STFT and mel
+    losses, and with `adversarial` > 0 multi-scale STFT discriminators beside them: their hinge
+    and feature-matching losses, times `adversarial`, join the spectral ones; they learn at
+    `discriminator_lr`, so a VQ-VAE refined at a small `lr` still meets trained critics soon.
+    Mel distance of held-out segments in the log; PESQ, STOI and mel distance of whole held-out
+    clips in the evaluation log."""
+
+    def __init__(self, model: AudioVQVAE, train: Groups, held_out: Groups, cache: Path, settings: AudioSettings, rt):
+        self.model, self.settings, rate = model, settings, model.cfg.sample_rate
+        shares = {"speech": settings.speech_share, "music": 1 - settings.speech_share}
+        self.sampler = SegmentSampler(
+            train, rate, settings.seconds, shares=shares, band_limit_share=settings.band_limit_share
+        )
+        self.offered_stages = settings.offered_stages
+        self.val_wave = SegmentSampler(held_out, rate, settings.seconds).sample(8, 0).to(rt.device)
+        self.clips = held_out_clips(held_out, model.cfg)
+        self.critic = Critic(cache, settings.discriminator_lr, rt) if settings.adversarial > 0 else None
+
+    def losses(self, recon: torch.Tensor, wave: torch.Tensor, stages: torch.Tensor):
+        spectral = stft_loss(recon, wave)
+        mel = mel_distance(recon, wave, self.model.cfg.sample_rate)
+        # Spectral terms make it sound right; the small waveform term keeps the phase anchored.
+        loss = 0.1 * F.l1_loss(recon, wave) + spectral + 2.0 * mel
+        gan = self.critic.step(wave, recon) if self.critic else {}
+        if gan:
+            loss = loss + self.settings.adversarial * (gan["adversarial"] + gan["feature_matching"])
+
+        def values() -> dict:
+            return {"stft": spectral.item(), "mel": mel.item(), **{k: round(v.item(), 4) for k, v in gan.items()}}
+
+        return loss, values
+
+    def validate(self) -> dict:
+        stages = torch.full((8,), self.model.num_stages, device=self.val_wave.device)
+        recon = self.model(self.val_wave, stages)[0]
+        return {"val_mel": mel_distance(recon, self.val_wave, self.model.cfg.sample_rate).item()}
+
+    def evaluate(self) -> dict:
+        return evaluate_clips(self.model, self.clips)
+
+    def save(self) -> None:
+        if self.critic:
+            self.critic.save()

@@ -1,15 +1,10 @@
-"""Training of the image codec: first the VQ-VAE, then the prior on its frozen indices.
-
-Both phases are resumable: the full state (weights, codebook EMAs, Adam moments, step) is kept
-in a cache folder outside the repository and saved every few minutes; if that cache is gone,
-training restarts from the compact shipped weights (fresh optimizer).
-"""
+"""The image medium of the trainer (`train.trainer`): photos cut into random crops, squared
+error and MS-SSIM, whole held-out photos measured at several stage counts."""
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +18,10 @@ from vqcodec.nets.image import ImageNetConfig
 from vqcodec.nets.vqvae import ImageVQVAE
 from vqcodec.prior import PriorConfig
 from vqcodec.quantizer import SEARCH_BEAM
-from vqcodec.train.loop import (
-    CacheFiles,
-    batch_stream,
-    load_trained_vqvae,
-    resume_vqvae,
-    setup_runtime,
-    stages_per_sample,
-    train_loop,
-)
-from vqcodec.train.prior import cached_grids, export_model, shipped_prior, train_prior
+from vqcodec.train.loop import CacheFiles
+from vqcodec.train.prior import cached_grids
+from vqcodec.train.recipe import ImageSettings
+from vqcodec.train.trainer import Groups, Medium, Run
 
 # 128x128 crops are too small for five MS-SSIM scales with the usual 11-pixel window: use 7.
 MSSSIM_WINDOW = 7
@@ -132,98 +121,6 @@ def evaluate_photos(model: ImageVQVAE, photos: list[torch.Tensor], stage_counts=
     return record
 
 
-def train_vqvae(
-    data: list[Path],
-    cache: Path,
-    minutes: float,
-    batch: int = 16,
-    crop: int = 128,
-    lr: float = 4e-4,
-    msssim_weight: float = 0.05,
-    commit_weight: float = 0.25,
-    full_rate_prob: float = 0.5,
-    init_weights: Path | None = None,
-    cfg: ImageNetConfig | None = None,
-    log_every: int = 50,
-    save_every_s: float = 300,
-    max_steps: int | None = None,
-    device: str = "auto",
-    workers: int | None = None,
-    anneal: bool = False,
-    mixed_precision: bool = True,
-) -> Path:
-    """Train (or resume) the VQ-VAE for `minutes` wall-clock minutes (or up to `max_steps`);
-    returns the state file. Under `torchrun`, each rank runs this with its own batches."""
-    from pytorch_msssim import ms_ssim
-
-    cache.mkdir(parents=True, exist_ok=True)
-    state_path, log_path = CacheFiles(cache).vqvae_state, CacheFiles(cache).vqvae_log
-    cfg = cfg or ImageNetConfig()
-    torch.manual_seed(0)  # the same initial weights in every fresh run
-    rt = setup_runtime(device, mixed_precision)
-    model = ImageVQVAE(cfg).to(rt.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    step, trained_seconds = resume_vqvae(model, optimizer, state_path, init_weights)
-    net = rt.wrap(model)
-    # Every 20th photo is held out: the log's val_psnr (all stages) is measured on crops of it,
-    # the evaluation log (vqvae_eval.jsonl) on whole photos of it.
-    held_out = data[::20] if len(data) >= 20 else data[:1]
-    sampler = CropSampler([p for p in data if p not in set(held_out)] or data, crop)
-    val_images = CropSampler(held_out, crop).sample(8, 0).to(rt.device)
-    photos = held_out_photos(held_out)
-    levels = model.num_stages
-
-    stream = batch_stream(sampler, batch, step, rt, workers)
-
-    def next_loss(step: int):
-        images = next(stream).to(rt.device, non_blocking=True)
-        stages = stages_per_sample(batch, levels, full_rate_prob).to(rt.device)
-        with rt.autocast():
-            recon, _, commit, usage = net(images, stages)
-        recon = recon.float()
-        msssim = ms_ssim(recon.clamp(0, 1), images, data_range=1.0, win_size=MSSSIM_WINDOW)
-        loss = F.mse_loss(recon, images) + msssim_weight * (1 - msssim) + commit_weight * commit
-        full = stages == levels
-
-        def log_values():
-            return {
-                "psnr_full_rate": psnr(recon[full], images[full]) if full.any() else None,
-                "ms_ssim": msssim.item(),
-                "commit": commit.item(),
-                "code_usage": [round(u, 3) for u in usage],
-            }
-
-        return loss, log_values
-
-    meta = {"config": asdict(cfg), "train_seconds": trained_seconds}
-    train_loop(
-        model,
-        optimizer,
-        step,
-        next_loss,
-        state_path,
-        log_path,
-        meta,
-        minutes,
-        lr,
-        log_every=log_every,
-        save_every_s=save_every_s,
-        max_steps=max_steps,
-        runtime=rt,
-        anneal=anneal,
-        validate=lambda: {
-            "val_psnr": psnr(model(val_images, torch.full((8,), levels, device=rt.device))[0], val_images)
-        },
-        evaluate=lambda: evaluate_photos(model, photos),
-    )
-    return state_path
-
-
-def load_vqvae(cache: Path, init_weights: Path | None = None) -> tuple[ImageVQVAE, int]:
-    """The image VQ-VAE from the training state in `cache`, else from shipped weights."""
-    return load_trained_vqvae(cache, "image", init_weights)
-
-
 @torch.no_grad()
 def index_set(model: ImageVQVAE, paths: list[Path], count: int, crop: int = 256, seed: int = 0) -> torch.Tensor:
     """Index grids [count, L, crop/8, crop/8] of random training crops, as int16: the codes the
@@ -237,75 +134,63 @@ def index_set(model: ImageVQVAE, paths: list[Path], count: int, crop: int = 256,
     return torch.cat(out)
 
 
-def train_image_model(
-    data: Path,
-    out: Path,
-    cache: Path,
-    vqvae_minutes: float,
-    prior_minutes: float,
-    name: str = "img1",
-    lr: float = 4e-4,
-    device: str = "auto",
-    batch: int = 8,
-    net: ImageNetConfig | None = None,
-    prior_options: dict | None = None,
-    prior_grids: int = 3000,
-    max_steps: int | None = None,
-    log_every: int = 50,
-    workers: int | None = None,
-    save_minutes: float = 5.0,
-    resume: bool = True,
-    anneal: bool = False,
-    mixed_precision: bool = True,
-) -> dict:
-    """Rebuild a shipped image model: resume the VQ-VAE, train the prior, export both
-    (with `prior_minutes` <= 0, only the VQ-VAE trains and nothing is exported). `net` and
-    `prior_options` (PriorConfig fields) come from a recipe; defaults are the shipped model's.
+class ImageTraining(Medium):
+    kind = "image"
 
-    With `resume` False, `out`'s existing weights are not used as a starting point (the caller
-    clears the cache). The export is `out` (fp16 VQ-VAE + integer prior, safetensors) and `out` with suffix
-    .json (training report: steps, data, hardware, bits per index of float and integer prior).
-    """
-    paths = list_images(data)
-    if not paths:
-        raise UsageError(f"no training images under {data}")
-    init = out if resume and out.exists() else None
-    if vqvae_minutes > 0:
-        train_vqvae(
-            paths,
-            cache,
-            vqvae_minutes,
-            batch,
-            lr=lr,
-            init_weights=init,
-            cfg=net,
-            max_steps=max_steps,
-            device=device,
-            log_every=log_every,
-            workers=workers,
-            save_every_s=60 * save_minutes,
-            anneal=anneal,
-            mixed_precision=mixed_precision,
+    def training_files(self, data: Path, cache: Path, settings: ImageSettings) -> Groups:
+        paths = list_images(data)
+        if not paths:
+            raise UsageError(f"no training images under {data}")
+        return {"photos": paths}
+
+    def start(self, model, train: Groups, held_out: Groups, cache: Path, settings: ImageSettings, rt) -> Run:
+        return _ImageRun(model, train["photos"], held_out["photos"], settings, rt)
+
+    def prior_grids(self, vqvae, groups: Groups, cache: Path, settings: ImageSettings):
+        paths = groups["photos"]
+        held_out = paths[::20]
+        train = [p for p in paths if p not in set(held_out)]
+        val = held_out or train
+        count = settings.prior_grids
+        return cached_grids(
+            CacheFiles(cache).prior_grids,
+            vqvae,
+            {"train": train, "held_out": val, "count": count},
+            lambda: (index_set(vqvae, train, count, seed=1), index_set(vqvae, val, 32, seed=2)),
         )
-    rt = setup_runtime(device)
-    rt.finish()  # the prior trains in one process: the other ranks are done
-    if not rt.main:
-        return {"vqvae_steps": None, "prior_steps": 0}
-    vqvae, vqvae_steps = load_vqvae(cache, init)
-    if prior_minutes <= 0:  # VQ-VAE only: nothing is exported
-        return {"vqvae_steps": vqvae_steps, "prior_steps": 0}
-    held_out = paths[::20]
-    train_paths = [p for p in paths if p not in set(held_out)]
-    val_paths = held_out or train_paths
-    grids, val = cached_grids(
-        CacheFiles(cache).prior_grids,
-        vqvae,
-        {"train": train_paths, "held_out": val_paths, "count": prior_grids},
-        lambda: (index_set(vqvae, train_paths, prior_grids, seed=1), index_set(vqvae, val_paths, 32, seed=2)),
-    )
-    prior_cfg = PriorConfig(codebook_sizes=vqvae.cfg.codebook_sizes, **(prior_options or {}))
-    prior, report = train_prior(
-        grids, val, prior_cfg, cache, prior_minutes, device=rt.device, init=shipped_prior(init, prior_cfg)
-    )
-    data_meta = {"training_data": str(data), "training_images": len(paths)}
-    return export_model(out, name, vqvae, prior, report, cache, vqvae_steps, data_meta)
+
+    def prior_config(self, vqvae_cfg: ImageNetConfig, options: dict) -> PriorConfig:
+        return PriorConfig(codebook_sizes=vqvae_cfg.codebook_sizes, **options)
+
+    def report(self, groups: Groups, data: Path, settings: ImageSettings) -> dict:
+        return {"training_data": str(data), "training_images": len(groups["photos"])}
+
+
+class _ImageRun(Run):
+    """Random crops, squared error plus MS-SSIM; PSNR of held-out crops in the log, whole held-out
+    photos in the evaluation log."""
+
+    def __init__(self, model: ImageVQVAE, train: list[Path], held_out: list[Path], settings: ImageSettings, rt):
+        from pytorch_msssim import ms_ssim
+
+        self.model, self.settings, self.ms_ssim = model, settings, ms_ssim
+        self.sampler = CropSampler(train, settings.crop)
+        self.val_images = CropSampler(held_out, settings.crop).sample(8, 0).to(rt.device)
+        self.photos = held_out_photos(held_out)
+
+    def losses(self, recon: torch.Tensor, images: torch.Tensor, stages: torch.Tensor):
+        msssim = self.ms_ssim(recon.clamp(0, 1), images, data_range=1.0, win_size=MSSSIM_WINDOW)
+        loss = F.mse_loss(recon, images) + self.settings.msssim_weight * (1 - msssim)
+        full = stages == self.model.num_stages
+
+        def values() -> dict:
+            return {"psnr_full_rate": psnr(recon[full], images[full]) if full.any() else None, "ms_ssim": msssim.item()}
+
+        return loss, values
+
+    def validate(self) -> dict:
+        stages = torch.full((8,), self.model.num_stages, device=self.val_images.device)
+        return {"val_psnr": psnr(self.model(self.val_images, stages)[0], self.val_images)}
+
+    def evaluate(self) -> dict:
+        return evaluate_photos(self.model, self.photos)

@@ -1,0 +1,141 @@
+"""The two media behind `MediaCodec`: images (tiles of a grid of indices) and sound (segments of
+each stream). Light to import: the networks load only when a method codes something."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import IO, Any
+
+from vqcodec import catalog, container
+from vqcodec.codec.base import Decoding, MediaCodec
+
+# Pillow's format names of the suffixes decoding writes (lossless formats only).
+IMAGE_FORMATS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP", ".ppm": "PPM"}
+# libsndfile's format and sample type of the suffixes decoding writes.
+AUDIO_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
+
+
+class ImageCodec(MediaCodec):
+    kind = "image"
+    noun = "images"
+    one = "an image"
+    input_suffixes = frozenset(catalog.IMAGE_SUFFIXES)
+    output_suffixes = tuple(IMAGE_FORMATS)
+    level_option = "quality"
+    limit_option = "max_pixels"
+    can_compare = True
+
+    def unpack(self, data: bytes) -> tuple[container.Header, list[container.Chunk]]:
+        return container.unpack(data)
+
+    def describe(self, header: container.Header, size: int) -> dict:
+        return {
+            "width": header.width,
+            "height": header.height,
+            "quality": header.quality,
+            "grayscale": bool(header.flags & container.FLAG_GRAY),
+            "alpha_dropped": bool(header.flags & container.FLAG_ALPHA_DROPPED),
+            "converted_to_srgb": bool(header.flags & container.FLAG_CONVERTED_TO_SRGB),
+            "bpp": round(size * 8 / (header.width * header.height), 5),
+        }
+
+    def stages_for(self, data: bytes, level: float) -> int:
+        return min(int(level), container.unpack(data)[0].quality)
+
+    def decode_to(self, data: bytes, out: IO[bytes], suffix: str, how: Decoding) -> tuple[str, Any]:
+        from vqcodec.codec.image import decompress
+        from vqcodec.media.image import image_file_bytes
+
+        self.check_suffix(suffix)
+        image = decompress(data, how.device, int(how.limit or container.DEFAULT_MAX_PIXELS), how.stages)
+        out.write(image_file_bytes(image, IMAGE_FORMATS[suffix]))
+        kept = f", {how.stages} stage{'s' * (how.stages != 1)}" if how.stages else ""
+        return f"{image.width}x{image.height}{kept}", image
+
+    def upgrade(self, data: bytes, device: str = "auto") -> bytes:
+        from vqcodec.codec.image import upgrade
+
+        return upgrade(data, device)
+
+    def inspect(self, data: bytes, device: str = "auto"):
+        from vqcodec.tools.inspection import inspect_image
+
+        return inspect_image(data, device)
+
+
+class AudioCodec(MediaCodec):
+    kind = "audio"
+    noun = "sound"
+    one = "a sound"
+    input_suffixes = frozenset(catalog.AUDIO_SUFFIXES)
+    output_suffixes = tuple(AUDIO_FORMATS)
+    level_option = "bitrate"
+    limit_option = "max_hours"
+
+    def unpack(self, data: bytes) -> tuple[container.AudioHeader, list[container.Chunk]]:
+        return container.unpack_audio(data)
+
+    def describe(self, header: container.AudioHeader, size: int) -> dict:
+        return {
+            "duration_s": round(header.length / header.sample_rate, 3),
+            "sample_rate": header.sample_rate,
+            "channels": header.channels,
+            "samples": header.length,
+            "stages": list(header.stages),
+            "mid_side": bool(header.flags & container.FLAG_MID_SIDE),
+            "kbps": round(container.audio_bitrate(header, size), 3),
+        }
+
+    def stages_for(self, data: bytes, level: float) -> tuple[int, ...]:
+        header, _ = container.unpack_audio(data)
+        meta = catalog.model_meta(header.model_name, "audio")
+        levels, stage_kbps = catalog.num_stages(meta), catalog.kbps_per_stage(meta["net"])
+        wanted = catalog.stages_for_bitrate(level, header.channels, levels, stage_kbps)[0]
+        return tuple(min(w, q) for w, q in zip(wanted, header.stages, strict=True))
+
+    def decode_to(self, data: bytes, out: IO[bytes], suffix: str, how: Decoding) -> tuple[str, Any]:
+        import numpy as np
+        import soundfile
+
+        from vqcodec.codec.audio import decode_audio_blocks
+
+        self.check_suffix(suffix)
+        fmt, subtype = AUDIO_FORMATS[suffix]
+        max_seconds = (how.limit or container.DEFAULT_MAX_SECONDS / 3600) * 3600
+        bars = []  # made when writing starts: the blocks are decoded lazily, segment by segment
+        header, blocks = decode_audio_blocks(
+            data, how.device, max_seconds, lambda n: bars[0].update(n), stages=how.stages
+        )
+        with (how.progress or _no_bar)(header.segments) as bar:
+            bars.append(bar)
+            with soundfile.SoundFile(out, "w", header.sample_rate, header.channels, subtype, format=fmt) as sf:
+                for block in blocks:
+                    sf.write(np.clip(block, -1.0, 1.0))
+        kept = f", stages {'+'.join(map(str, how.stages))}" if how.stages else ""
+        seconds = header.length / header.sample_rate
+        return f"{seconds:.2f} s, {header.sample_rate} Hz, {header.channels} ch{kept}", None
+
+    def upgrade(self, data: bytes, device: str = "auto") -> bytes:
+        from vqcodec.codec.audio import upgrade_audio
+
+        return upgrade_audio(data, device)
+
+    def inspect(self, data: bytes, device: str = "auto"):
+        from vqcodec.tools.inspection import inspect_audio
+
+        return inspect_audio(data, device)
+
+    def tune_process(self) -> None:
+        from vqcodec.codec.audio import tune_allocator
+
+        tune_allocator()
+
+
+class _Silent:
+    def update(self, n: int) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _no_bar(total: int):
+    yield _Silent()
