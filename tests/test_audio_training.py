@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 from vqcodec.errors import BadInputError
 from vqcodec.media.audio import load_audio
 from vqcodec.nets.audio import AudioNetConfig
+from vqcodec.nets.vqvae import AudioVQVAE
 from vqcodec.train import audio as audio_training
 from vqcodec.train.audio import SegmentSampler
 from vqcodec.train.recipe import AudioSettings
@@ -161,7 +163,6 @@ def test_debian_audio_is_fetched_once_per_package_and_grouped(tmp_path, monkeypa
 def test_held_out_clips_are_evaluated_at_every_save(tmp_path):
     """Whole held-out clips: mel distance per group, PESQ and STOI for speech (the sample
     recording), unquantized and at each stage count; here with snake activations."""
-    import dataclasses
     import json
 
     speech = Path(__file__).resolve().parent.parent / "examples" / "speech.flac"
@@ -179,8 +180,6 @@ def test_held_out_clips_are_evaluated_at_every_save(tmp_path):
 def test_istft_decoder_inverts_its_framing():
     """The Vocos decoder's inverse STFT gives back a signal from the spectra of its frames (the
     frame of latent t centred on the middle of hop t), edges included."""
-    import dataclasses
-
     from vqcodec.nets.audio import ISTFTDecoder
 
     decoder = ISTFTDecoder(dataclasses.replace(TINY_AUDIO, decoder="istft", decoder_width=8, decoder_blocks=1))
@@ -197,7 +196,6 @@ def test_istft_decoder_inverts_its_framing():
 
 
 def test_adversarial_training_with_the_istft_decoder_saves_and_resumes_the_discriminators(tmp_path):
-    import dataclasses
     import json
 
     paths = [_tone(tmp_path / f"t{i}.wav", 24000, 0.5 + i) for i in range(2)]
@@ -215,3 +213,16 @@ def test_adversarial_training_with_the_istft_decoder_saves_and_resumes_the_discr
     assert adam_steps() == record["step"]
     _train(paths, cache, **{**options, "max_steps": record["step"] + 1})
     assert adam_steps() == record["step"] + 1  # resumed, not restarted
+
+
+def test_a_grown_decoder_starts_as_the_trained_one():
+    torch.manual_seed(0)
+    trained = AudioVQVAE(TINY_AUDIO).eval()
+    grown = AudioVQVAE(dataclasses.replace(TINY_AUDIO, grown_dilation=9)).eval()
+    loaded = grown.load_state_dict(trained.state_dict(), strict=False)
+    assert not loaded.unexpected_keys and loaded.missing_keys and all(".grown." in k for k in loaded.missing_keys)
+    latents = torch.randn(2, TINY_AUDIO.latent_dim, 1, 12)
+    with torch.no_grad():
+        assert torch.equal(trained.decoder(latents), grown.decoder(latents))
+        grown.decoder.net[-3].grown.body[3].weight.add_(0.1)  # and it is a layer that can learn
+        assert not torch.equal(trained.decoder(latents), grown.decoder(latents))

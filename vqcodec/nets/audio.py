@@ -30,6 +30,10 @@ class AudioNetConfig:
     decoder: str = "conv"  # or "istft": ConvNeXt blocks at the frame rate and an inverse STFT (Vocos)
     decoder_width: int = 256  # of the "istft" decoder
     decoder_blocks: int = 8
+    # > 0: the "conv" decoder has one more residual unit of this dilation after each upsampling,
+    # made to start as the identity, so a trained model's weights load into it unchanged and it
+    # grows from there (aud2's candidate of the 1, 3, 9 dilations of SEANet).
+    grown_dilation: int = 0
 
     @property
     def hop(self) -> int:
@@ -102,7 +106,10 @@ def _act(cfg: AudioNetConfig, width: int) -> nn.Module:
 
 
 class ResUnit1d(nn.Module):
-    def __init__(self, width: int, dilation: int, cfg: AudioNetConfig):
+    """x + body(x); with `grown` > 0, then a further unit of that dilation whose last convolution
+    starts at zero (the identity at first), kept inside this one so the layers' names stay."""
+
+    def __init__(self, width: int, dilation: int, cfg: AudioNetConfig, grown: int = 0):
         super().__init__()
         self.body = nn.Sequential(
             _act(cfg, width),
@@ -110,9 +117,14 @@ class ResUnit1d(nn.Module):
             _act(cfg, width),
             nn.Conv1d(width, width, 1),
         )
+        self.grown = ResUnit1d(width, grown, cfg) if grown else None
+        if self.grown is not None:
+            nn.init.zeros_(self.grown.body[3].weight)
+            nn.init.zeros_(self.grown.body[3].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        x = x + self.body(x)
+        return x if self.grown is None else self.grown(x)
 
 
 class AudioEncoder(nn.Module):
@@ -158,7 +170,7 @@ class AudioDecoder(nn.Module):
                 )
             )
             width //= 2
-            layers += [ResUnit1d(width, 1, cfg), ResUnit1d(width, 3, cfg)]
+            layers += [ResUnit1d(width, 1, cfg), ResUnit1d(width, 3, cfg, grown=cfg.grown_dilation)]
         layers += [_act(cfg, width), nn.Conv1d(width, 1, 7, padding=3)]
         self.net = nn.Sequential(*layers)
         self.hop = cfg.hop
