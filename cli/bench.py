@@ -77,7 +77,7 @@ def bench_audio_cmd(folder: Path, output: Path, model: str, bitrates: tuple[floa
     """Every sound in FOLDER with vqcodec at each bitrate and Opus at 6-24 kbps (speech: files named speech*)."""
     _require_extra("bench audio")
     from vqcodec.bench.audio import bench_audio
-    from vqcodec.codec.audio import tune_allocator
+    from vqcodec.codec.allocator import tune_allocator
 
     tune_allocator()
 
@@ -103,7 +103,7 @@ def bench_audio_cmd(folder: Path, output: Path, model: str, bitrates: tuple[floa
 def bench_long_cmd(source: Path, output: Path, minutes: tuple[float, ...], bitrate: float, model: str) -> None:
     """Time and peak memory of compress/decompress of long 44.1 kHz stereo files looped from SOURCE."""
     from vqcodec.bench.audio import bench_long
-    from vqcodec.codec.audio import tune_allocator
+    from vqcodec.codec.allocator import tune_allocator
 
     tune_allocator()
 

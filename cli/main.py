@@ -25,23 +25,30 @@ from pathlib import Path
 
 import click
 
-from vqcodec import catalog, container
+from vqcodec import container
 from vqcodec.catalog import (
-    AUDIO_SUFFIXES,
     DEFAULT_AUDIO_MODEL,
     DEFAULT_BITRATE,
     DEFAULT_IMAGE_MODEL,
     DEFAULT_QUALITY,
-    IMAGE_SUFFIXES,
 )
-from vqcodec.codec import codec_for
+from vqcodec.codec import CODECS, codec_for, codec_for_input
 from vqcodec.codec.base import Decoding
 from vqcodec.errors import BadInputError, MissingExtraError, UsageError, VqcodecError
 
 from . import batch
 
-# First bytes of the audio containers libsndfile reads; anything else on stdin is an image.
-AUDIO_MAGICS = (b"RIFF", b"RF64", b"fLaC", b"OggS", b"FORM", b"ID3", b"\xff\xfb")
+# The codecs' options (`MediaCodec.rate_options`, `limit_option`, ...) as the command line spells them.
+FLAGS = {
+    "quality": "-q/--quality",
+    "bitrate": "-b/--bitrate",
+    "max_bytes": "--size",
+    "max_bpp": "--bpp",
+    "min_psnr": "--psnr",
+    "keep_metadata": "--keep-metadata",
+    "max_pixels": "--max-pixels",
+    "max_hours": "--max-hours",
+}
 
 
 def _fail(err: VqcodecError) -> None:
@@ -207,28 +214,23 @@ def compress(
     """Compress images (PNG, JPEG, WebP, TIFF, ...) or sounds (WAV, FLAC, OGG, ...) into .vqc
     files: one file ('-': standard input, written to standard output unless -o is given), or
     several and folders (searched recursively), each beside its input or under -o FOLDER."""
-    targets = {"--size": max_bytes, "--bpp": max_bpp, "--psnr": min_psnr, "-q/--quality": quality}
-    if sum(value is not None for value in targets.values()) > 1:
-        raise UsageError("give one of -q/--quality, --size, --bpp and --psnr")
-    target = {"max_bytes": max_bytes, "max_bpp": max_bpp, "min_psnr": min_psnr}
-    options = dict(quality=quality, target=target, bitrate=bitrate, model=model, device=device, force=force)
-    options["keep_metadata"] = keep_metadata
+    options = {"quality": quality, "max_bytes": max_bytes, "max_bpp": max_bpp, "min_psnr": min_psnr}
+    options |= {"keep_metadata": keep_metadata, "bitrate": bitrate}
+    given = {name: value for name, value in options.items() if value is not None}
+    common = {"options": given, "model": model, "device": device, "force": force}
     if len(sources) == 1 and not sources[0].is_dir():
-        _compress_one(sources[0], output, **options)
+        _compress_one(sources[0], output, **common)
         return
-    suffixes = IMAGE_SUFFIXES | AUDIO_SUFFIXES
+    suffixes = set().union(*(media.input_suffixes for media in CODECS.values()))
     files = batch.expand(_many_inputs(sources, output), suffixes, output)
-    sounds = {src.suffix.lower() in AUDIO_SUFFIXES for src, _ in files}
-    image_only = (quality, keep_metadata, max_bpp, min_psnr)
-    if any(v is not None for v in image_only) and False not in sounds:
-        raise UsageError(
-            "-q/--quality, --bpp, --psnr and --keep-metadata do not apply to these inputs: they are all sounds"
-        )
-    if bitrate is not None and True not in sounds:
-        raise UsageError("-b/--bitrate does not apply to these inputs: they are all images (give -q/--quality)")
+    found = {codec_for_input(src) for src, _ in files}
+    unused = [FLAGS[name] for name in given if not any(name in m.rate_options + m.flag_options for m in found)]
+    if unused:
+        nouns = " and ".join(sorted(m.noun for m in found))
+        _not_for("these inputs", dict.fromkeys(unused, True), f"they are all {nouns}")
     files = [(src, base.with_suffix(".vqc")) for src, base in files]
     batch.check_distinct([out for _, out in files])
-    sys.exit(batch.run(files, functools.partial(_compress_file, **options, progress=False), jobs, "compressed"))
+    sys.exit(batch.run(files, functools.partial(_compress_its_own, **common, progress=False), jobs, "compressed"))
 
 
 def _many_inputs(sources: tuple[Path, ...], output: Path | None) -> tuple[Path, ...]:
@@ -240,6 +242,8 @@ def _many_inputs(sources: tuple[Path, ...], output: Path | None) -> tuple[Path, 
 
 
 def _compress_one(src: Path, output: Path | None, force: bool, **options) -> None:
+    if src != STDIO:  # (standard input's medium is known once it is read)
+        _checked_options(src, options["options"])
     out = output or (STDIO if src == STDIO else src.with_suffix(".vqc"))
     if out != STDIO and src != STDIO:
         out, summary = _compress_file(src, out, force, **options)
@@ -251,46 +255,52 @@ def _compress_one(src: Path, output: Path | None, force: bool, **options) -> Non
     if src != STDIO and not src.exists():
         raise BadInputError(f"{src}: no such file")
     if src == STDIO:
-        raw = sys.stdin.buffer.read()
-        data, summary = _compress_source(raw, raw.startswith(AUDIO_MAGICS), **options)
+        data, summary = _compress_source(sys.stdin.buffer.read(), **options)
     else:
-        data, summary = _compress_source(src, src.suffix.lower() in AUDIO_SUFFIXES, **options)
+        data, summary = _compress_source(src, **options)
     _emit(out, data, force, src)
     click.echo(f"{src} -> {out}: {summary}", err=out == STDIO)
 
 
+def _compress_its_own(src: Path, out: Path, options: dict, **rest) -> tuple[Path, str]:
+    """One of many inputs, given those of the options that its medium takes (a folder of photos
+    and sounds takes -q for the one and -b for the other)."""
+    media = codec_for_input(src)
+    own = {name: value for name, value in options.items() if name in media.rate_options + media.flag_options}
+    return _compress_file(src, out, options=own, **rest)
+
+
 def _compress_file(src: Path, out: Path, force: bool, **options) -> tuple[Path, str]:
     """Code the file `src` into `out` (written atomically): (out, summary)."""
+    _checked_options(src, options["options"])
     _check_output(src, out, force)
     if not src.exists():  # before the options, which need the model's metadata
         raise BadInputError(f"{src}: no such file")
-    data, summary = _compress_source(src, src.suffix.lower() in AUDIO_SUFFIXES, **options)
+    data, summary = _compress_source(src, **options)
     _write_atomic(out, lambda f: f.write(data))
     return out, summary
 
 
+def _checked_options(src: bytes | Path, options: dict):
+    """The codec of `src`, once the options given are ones it takes, with one rate at most."""
+    media = codec_for_input(src)
+    takes = media.rate_options + media.flag_options
+    wrong = {FLAGS[name]: value for name, value in options.items() if name not in takes}
+    _not_for(media.noun, wrong, f"for {media.noun}, give {' or '.join(FLAGS[name] for name in takes)}")
+    rates = [FLAGS[name] for name in options if name in media.rate_options]
+    if len(rates) > 1:
+        raise UsageError(f"give one of {', '.join(FLAGS[name] for name in media.rate_options)}")
+    return media
+
+
 def _compress_source(
-    src: bytes | Path,
-    is_audio: bool,
-    quality: int | None,
-    target: dict,
-    bitrate: float | None,
-    model: str | None,
-    device: str,
-    keep_metadata: bool | None = None,
-    progress: bool = True,
+    src: bytes | Path, options: dict, model: str | None, device: str, progress: bool = True
 ) -> tuple[bytes, str]:
-    if is_audio:
-        given = {"-q/--quality": quality, "--bpp": target["max_bpp"], "--psnr": target["min_psnr"]}
-        given["--keep-metadata"] = keep_metadata
-        _not_for("sound", given, "give the rate with -b/--bitrate (kbps: 1.5, 3, 6, 12) or --size")
-        if bitrate is not None and target["max_bytes"] is not None:
-            raise UsageError("give one of -b/--bitrate and --size")
-        audio_model = model or DEFAULT_AUDIO_MODEL
-        return _compress_audio(src, bitrate or DEFAULT_BITRATE, audio_model, device, progress, target["max_bytes"])
-    _not_for("images", {"-b/--bitrate": bitrate}, "give the quality with -q/--quality (stages, 1 = smallest)")
-    image_model = model or DEFAULT_IMAGE_MODEL
-    return _compress_image(src, quality or DEFAULT_QUALITY, target, image_model, device, bool(keep_metadata))
+    """Code an input (a path, or the bytes of standard input) with the codec of its medium."""
+    media = _checked_options(src, options)
+    media.tune_process()
+    bars = functools.partial(_progress_bar, label="compressing") if progress else None
+    return media.encode(src, options, model or media.default_model, device, bars)
 
 
 def _parse_size(value: str) -> int:
@@ -304,74 +314,6 @@ def _parse_size(value: str) -> int:
     if size < 1:
         raise click.BadParameter("a size must be at least 1 byte")
     return int(size)
-
-
-def _compress_image(
-    src: bytes | Path, quality: int, target: dict, model: str, device: str, keep_metadata: bool = False
-) -> tuple[bytes, str]:
-    meta = catalog.model_meta(model, "image")
-    targeted = any(value is not None for value in target.values())
-    if not targeted:
-        catalog.check_quality(meta, quality)
-    from PIL import Image
-
-    from vqcodec.media.image import load_image
-
-    if isinstance(src, bytes):
-        try:
-            image = load_image(Image.open(io.BytesIO(src)), keep_metadata)
-        except OSError as e:
-            raise BadInputError(f"standard input is not a readable image or sound ({e})") from None
-    else:
-        image = load_image(src, keep_metadata)
-    from vqcodec.codec import image as image_codec
-
-    height, width = image.pixels.shape[:2]  # no need to parse the file made
-    reached = ""
-    if target["max_bpp"] is not None:
-        target = {**target, "max_bytes": int(target["max_bpp"] * width * height / 8)}
-    if targeted:
-        data, quality, psnr = image_codec.compress_to_target(
-            image, target["max_bytes"], target["min_psnr"], model, device
-        )
-        reached = "" if psnr is None else f", PSNR {psnr:.2f} dB"
-        top = container.unpack(data)[0].quality  # a size target may give some tiles one stage more
-        quality = f"{quality}-{top} by tile" if top != quality else quality
-    else:
-        data = image_codec.compress(image, quality=quality, model=model, device=device)
-    bpp = len(data) * 8 / (width * height)
-    kept = "".join(f", {name} {len(value):,} bytes kept" for name, value in image.metadata)
-    return data, f"{width}x{height}, quality {quality}, {len(data):,} bytes, {bpp:.4f} bpp{reached}{kept}"
-
-
-def _compress_audio(
-    src: bytes | Path, bitrate: float, model: str, device: str, progress: bool = True, max_bytes: int | None = None
-) -> tuple[bytes, str]:
-    import soundfile
-
-    meta = catalog.model_meta(model, "audio")
-    try:  # to check the bitrate and size the progress bar; unreadable input is the encoder's to report
-        found = soundfile.info(io.BytesIO(src) if isinstance(src, bytes) else str(src))
-        seconds, channels = found.duration, found.channels
-    except Exception:  # noqa: BLE001
-        seconds, channels = 0.0, 1
-    catalog.stages_for_bitrate(bitrate, channels, catalog.num_stages(meta), catalog.kbps_per_stage(meta["net"]))
-    from vqcodec.codec import audio as audio_codec
-
-    audio_codec.tune_allocator()
-    with _progress_bar(int(seconds / 10) + 1 if progress else 0, "compressing") as bar:
-        if max_bytes is None:
-            header, chunks, _ = audio_codec.encode_audio(src, bitrate, model, device, bar.update)
-            data, stages = container.pack_audio(header, chunks), "+".join(map(str, header.stages))
-        else:
-            data, stage_kbps = audio_codec.compress_audio_to_size(src, max_bytes, model, device, bar.update)
-            header = container.unpack_audio(data)[0]
-            stages = f"up to {'+'.join(map(str, header.stages))} ({stage_kbps:.2f} kbps before the prior)"
-    kbps = container.audio_bitrate(header, len(data))
-    return data, (
-        f"{header.length / header.sample_rate:.2f} s, {header.sample_rate} Hz, {header.channels} ch, "
-        f"stages {stages}, {len(data):,} bytes, {kbps:.2f} kbps"
-    )
 
 
 @main.command()
@@ -474,10 +416,6 @@ def _decode_to(coded: bytes, src: Path, out: Path, device: str, force: bool, pro
     decoded = decode(buf)
     _emit(out, buf.getvalue(), force, src)
     return decoded
-
-
-# The options that pick a medium's stages and limit its size, as the command line spells them.
-FLAGS = {"quality": "-q/--quality", "bitrate": "-b/--bitrate", "max_pixels": "--max-pixels", "max_hours": "--max-hours"}
 
 
 def _only_for(media, options: dict, own: str) -> None:

@@ -65,3 +65,27 @@ def test_usage_errors_of_many_inputs(tmp_path, photos, photo):
     (tmp_path / "empty").mkdir()
     usage(["compress", str(tmp_path / "empty")], "no input files found")
     usage(["decompress", str(photos), "--compare", a], "--compare does not apply to several inputs")
+
+
+def test_a_folder_of_photos_and_sounds_gives_each_the_options_of_its_medium(tmp_path, photo, monkeypatch):
+    import json
+
+    import soundfile
+
+    from .conftest import build_tiny_audio_model, build_tiny_model
+
+    models = tmp_path / "models"  # the tiny models under the default names, so no -m is needed
+    build_tiny_model(models / "img1.safetensors", name="img1")
+    build_tiny_audio_model(models / "aud1.safetensors", name="aud1")
+    monkeypatch.setenv("VQCODEC_MODELS", str(models))
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "a.png")
+    t = np.arange(22050) / 22050
+    soundfile.write(folder / "b.wav", 0.3 * np.sin(2 * np.pi * 300 * t), 22050)
+    runner = CliRunner()
+    result = runner.invoke(main, ["compress", str(folder), "-q", "1", "-b", "4.8"])
+    assert result.exit_code == 0 and "2 files compressed, 0 failed" in result.output, result.output
+    image = json.loads(runner.invoke(main, ["info", "--json", str(folder / "a.vqc")]).output)
+    sound = json.loads(runner.invoke(main, ["info", "--json", str(folder / "b.vqc")]).output)
+    assert image["quality"] == 1 and sound["stages"] == [2]

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from vqcodec import container
+from vqcodec.codec import allocator
 from vqcodec.codec import audio as audio_codec
 from vqcodec.errors import BadInputError, CorruptFileError, MissingModelError, UsageError
 from vqcodec.nets.vqvae import AudioVQVAE
@@ -188,10 +189,10 @@ def test_only_the_command_line_tunes_the_process_allocator(tmp_path, monkeypatch
         def malloc_trim(self, pad):
             calls.append(("malloc_trim", pad))
 
-    monkeypatch.setattr(audio_codec, "_glibc", lambda: FakeGlibc())
+    monkeypatch.setattr(allocator, "glibc", lambda: FakeGlibc())
     data = audio_codec.compress_audio((_signal(0.5), RATE), model="tinyaudio")
     audio_codec.decompress_audio(data)
     assert calls and all(name == "malloc_trim" for name, *_ in calls)
     soundfile.write(tmp_path / "a.wav", _signal(0.5).T, RATE)
     assert CliRunner().invoke(main, ["compress", str(tmp_path / "a.wav"), "-m", "tinyaudio"]).exit_code == 0
-    assert ("mallopt", audio_codec.M_MMAP_THRESHOLD, 1 << 30) in calls
+    assert ("mallopt", allocator.M_MMAP_THRESHOLD, 1 << 30) in calls

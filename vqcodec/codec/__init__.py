@@ -17,7 +17,11 @@ def codec_for(data: bytes) -> MediaCodec:
     return CODECS[container.kind_of(data)]
 
 
-def codec_for_path(path: Path) -> MediaCodec | None:
-    """The codec of an input file by its suffix, or None when no medium takes it."""
-    suffix = path.suffix.lower()
-    return next((c for c in CODECS.values() if suffix in c.input_suffixes), None)
+def codec_for_input(src: bytes | Path) -> MediaCodec:
+    """The codec of an input to compress: by its first bytes (standard input) or its suffix;
+    images when neither says (Pillow reads more formats than their usual suffixes)."""
+    if isinstance(src, bytes):
+        found = (c for c in CODECS.values() if c.input_magics and src.startswith(c.input_magics))
+    else:
+        found = (c for c in CODECS.values() if src.suffix.lower() in c.input_suffixes)
+    return next(found, CODECS["image"])

@@ -14,11 +14,8 @@ so the file's real bitrate is lower than the one asked for.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
-import functools
 import io
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +27,7 @@ import torch
 
 from vqcodec import catalog, container
 from vqcodec.catalog import DEFAULT_BITRATE
+from vqcodec.codec.allocator import release_freed_memory, tune_allocator  # noqa: F401 - tune_allocator for API users
 from vqcodec.codec.image import pick_device
 from vqcodec.container import SEGMENT_FRAMES, AudioHeader, Chunk
 from vqcodec.entropy import decode_chunk, encode_chunk
@@ -96,44 +94,6 @@ def _checked(source: Source, name: str) -> Source:
 
     source.blocks = finite(source.blocks)
     return source
-
-
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
-
-
-@functools.cache
-def _glibc() -> ctypes.CDLL | None:
-    """The C library when it is glibc (None elsewhere: nothing to tune or trim)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
-    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
-
-
-def tune_allocator() -> None:
-    """Set glibc up for the networks' allocations, for the whole process: the command line does
-    this before coding sound; a program that codes much audio may call it too.
-
-    Each layer of a 10-second segment allocates and frees buffers of up to tens of MB. By
-    default glibc maps such buffers fresh from the kernel and unmaps them when freed, so every
-    layer pays page faults on new memory: 45 % of the encoding time (measured). Served from
-    the heap, with freed pages kept, they are reused at no cost; `_release_freed_memory` hands
-    the free pages back once per segment, which keeps memory bounded."""
-    libc = _glibc()
-    if libc is not None:
-        libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
-        libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
-
-
-def _release_freed_memory() -> None:
-    """Called after each segment: heap fragmentation grew a 1-hour file's process by 1.1 GB;
-    malloc_trim hands the heap's free pages back to the kernel (and changes no setting)."""
-    libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -239,7 +199,7 @@ def encode_audio(
             labels = [container.audio_chunk_label(seg * len(grids) + s, len(grids)) for s in range(len(grids))]
             chunks.extend(encode_chunk(g, codec_model.prior, label) for g, label in zip(grids, labels, strict=True))
             held, held_start = held[:, start + seg_len - held_start :], start + seg_len
-            _release_freed_memory()
+            release_freed_memory()
             if progress:
                 progress(1)
 
@@ -438,7 +398,7 @@ def decode_audio_blocks(
             written += len(out)
             yield out
             window = window[-2:]
-            _release_freed_memory()
+            release_freed_memory()
             if progress:
                 progress(1)
         if written < header.length:  # the resampler may return a few samples short

@@ -1,8 +1,8 @@
-"""The contract of a medium's codec, as the callers that take any .vqc file see it.
+"""The contract of a medium's codec, as the callers that take any input or .vqc file see it.
 
-The command line's `decompress`, `truncate` and `info`, `vqcodec inspect` and the API's
-`kind_of` never test a file's kind: they look its codec up in `vqcodec.codec.CODECS` and call
-this. A new medium is one subclass and one entry there (docs/DESIGN.md, "Where to put a change").
+The command line's `compress`, `decompress`, `truncate` and `info`, and `vqcodec inspect`,
+never test a medium: they look its codec up in `vqcodec.codec.CODECS` and call this. A new
+medium's codec is one subclass and one entry there (docs/DESIGN.md, "Where to put a change").
 What the two media share below this (the chunk record, the per-stage range coding of a chunk's
 indices with the prior, the model check) lives in `container`, `entropy` and `registry`.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from vqcodec import container
@@ -36,10 +37,21 @@ class MediaCodec(ABC):
     noun: ClassVar[str]  # for messages: "images", "sound"
     one: ClassVar[str]  # for messages: "an image", "a sound"
     input_suffixes: ClassVar[frozenset[str]]  # files of this medium, found in folders
+    input_magics: ClassVar[tuple[bytes, ...]]  # first bytes of its inputs, for standard input
+    default_model: ClassVar[str]
+    rate_options: ClassVar[tuple[str, ...]]  # what `encode` takes to choose the rate: one at a time
+    flag_options: ClassVar[tuple[str, ...]] = ()  # and the other options it takes
     output_suffixes: ClassVar[tuple[str, ...]]  # what decoding writes; the first is the default
     level_option: ClassVar[str]  # the API option that picks the stages to decode: quality, bitrate
     limit_option: ClassVar[str]  # the decoder's limit on what a header may claim: max_pixels, max_hours
     can_compare: ClassVar[bool] = False  # decoding returns the media whole, to measure against an original
+
+    @abstractmethod
+    def encode(
+        self, src: bytes | Path, options: dict, model: str, device: str, progress: ProgressBar | None = None
+    ) -> tuple[bytes, str]:
+        """Code an input file (or its bytes) with `model`: (the .vqc file, a one-line summary).
+        `options` holds the given ones of `rate_options` (at most one) and `flag_options`."""
 
     @abstractmethod
     def unpack(self, data: bytes) -> tuple[Any, list[container.Chunk]]:

@@ -4,10 +4,13 @@ each stream). Light to import: the networks load only when a method codes someth
 from __future__ import annotations
 
 import contextlib
+import io
+from pathlib import Path
 from typing import IO, Any
 
 from vqcodec import catalog, container
-from vqcodec.codec.base import Decoding, MediaCodec
+from vqcodec.codec.base import Decoding, MediaCodec, ProgressBar
+from vqcodec.errors import BadInputError
 
 # Pillow's format names of the suffixes decoding writes (lossless formats only).
 IMAGE_FORMATS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP", ".ppm": "PPM"}
@@ -20,10 +23,52 @@ class ImageCodec(MediaCodec):
     noun = "images"
     one = "an image"
     input_suffixes = frozenset(catalog.IMAGE_SUFFIXES)
+    input_magics = ()  # Pillow recognises its formats itself
+    default_model = catalog.DEFAULT_IMAGE_MODEL
+    rate_options = ("quality", "max_bytes", "max_bpp", "min_psnr")
+    flag_options = ("keep_metadata",)
     output_suffixes = tuple(IMAGE_FORMATS)
     level_option = "quality"
     limit_option = "max_pixels"
     can_compare = True
+
+    def encode(
+        self, src: bytes | Path, options: dict, model: str, device: str, progress: ProgressBar | None = None
+    ) -> tuple[bytes, str]:
+        from PIL import Image
+
+        from vqcodec.codec import image as image_codec
+        from vqcodec.media.image import load_image
+
+        quality = options.get("quality", catalog.DEFAULT_QUALITY)
+        target = {name: options.get(name) for name in ("max_bytes", "max_bpp", "min_psnr")}
+        targeted = any(value is not None for value in target.values())
+        if not targeted:
+            catalog.check_quality(catalog.model_meta(model, self.kind), quality)
+        keep_metadata = bool(options.get("keep_metadata"))
+        if isinstance(src, bytes):
+            try:
+                image = load_image(Image.open(io.BytesIO(src)), keep_metadata)
+            except OSError as e:
+                raise BadInputError(f"standard input is not a readable image or sound ({e})") from None
+        else:
+            image = load_image(src, keep_metadata)
+        height, width = image.pixels.shape[:2]  # no need to parse the file made
+        reached = ""
+        if target["max_bpp"] is not None:
+            target["max_bytes"] = int(target["max_bpp"] * width * height / 8)
+        if targeted:
+            data, quality, psnr = image_codec.compress_to_target(
+                image, target["max_bytes"], target["min_psnr"], model, device
+            )
+            reached = "" if psnr is None else f", PSNR {psnr:.2f} dB"
+            top = container.unpack(data)[0].quality  # a size target may give some tiles one stage more
+            quality = f"{quality}-{top} by tile" if top != quality else quality
+        else:
+            data = image_codec.compress(image, quality=quality, model=model, device=device)
+        bpp = len(data) * 8 / (width * height)
+        kept = "".join(f", {name} {len(value):,} bytes kept" for name, value in image.metadata)
+        return data, f"{width}x{height}, quality {quality}, {len(data):,} bytes, {bpp:.4f} bpp{reached}{kept}"
 
     def unpack(self, data: bytes) -> tuple[container.Header, list[container.Chunk]]:
         return container.unpack(data)
@@ -68,9 +113,42 @@ class AudioCodec(MediaCodec):
     noun = "sound"
     one = "a sound"
     input_suffixes = frozenset(catalog.AUDIO_SUFFIXES)
+    # First bytes of the audio containers libsndfile reads (for standard input).
+    input_magics = (b"RIFF", b"RF64", b"fLaC", b"OggS", b"FORM", b"ID3", b"\xff\xfb")
+    default_model = catalog.DEFAULT_AUDIO_MODEL
+    rate_options = ("bitrate", "max_bytes")
     output_suffixes = tuple(AUDIO_FORMATS)
     level_option = "bitrate"
     limit_option = "max_hours"
+
+    def encode(
+        self, src: bytes | Path, options: dict, model: str, device: str, progress: ProgressBar | None = None
+    ) -> tuple[bytes, str]:
+        import soundfile
+
+        bitrate, max_bytes = options.get("bitrate", catalog.DEFAULT_BITRATE), options.get("max_bytes")
+        meta = catalog.model_meta(model, self.kind)
+        try:  # to check the bitrate and size the progress bar; unreadable input is the encoder's to report
+            found = soundfile.info(io.BytesIO(src) if isinstance(src, bytes) else str(src))
+            seconds, channels = found.duration, found.channels
+        except Exception:  # noqa: BLE001
+            seconds, channels = 0.0, 1
+        catalog.stages_for_bitrate(bitrate, channels, catalog.num_stages(meta), catalog.kbps_per_stage(meta["net"]))
+        from vqcodec.codec import audio as audio_codec  # (torch: after the checks, which answer without it)
+
+        with (progress or _no_bar)(int(seconds / 10) + 1) as bar:
+            if max_bytes is None:
+                header, chunks, _ = audio_codec.encode_audio(src, bitrate, model, device, bar.update)
+                data, stages = container.pack_audio(header, chunks), "+".join(map(str, header.stages))
+            else:
+                data, stage_kbps = audio_codec.compress_audio_to_size(src, max_bytes, model, device, bar.update)
+                header = container.unpack_audio(data)[0]
+                stages = f"up to {'+'.join(map(str, header.stages))} ({stage_kbps:.2f} kbps before the prior)"
+        kbps = container.audio_bitrate(header, len(data))
+        return data, (
+            f"{header.length / header.sample_rate:.2f} s, {header.sample_rate} Hz, {header.channels} ch, "
+            f"stages {stages}, {len(data):,} bytes, {kbps:.2f} kbps"
+        )
 
     def unpack(self, data: bytes) -> tuple[container.AudioHeader, list[container.Chunk]]:
         return container.unpack_audio(data)
@@ -126,7 +204,7 @@ class AudioCodec(MediaCodec):
         return inspect_audio(data, device)
 
     def tune_process(self) -> None:
-        from vqcodec.codec.audio import tune_allocator
+        from vqcodec.codec.allocator import tune_allocator
 
         tune_allocator()
 
