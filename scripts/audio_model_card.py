@@ -12,9 +12,8 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-from model_card import update_readme  # this folder is on sys.path when run as a script
+from model_card import SEARCH_NOTE, publish  # this folder is on sys.path when run as a script
 
-from vqcodec.quantizer import SEARCH_BEAM, SEARCHED_STAGES
 from vqcodec.train.audio import DEBIAN_AUDIO_PACKAGES
 from vqcodec.train.loop import OFFERED_SHARE
 
@@ -152,14 +151,11 @@ training {[round(x, 2) for x in flt]}, shipped integer prior {[round(x, 2) for x
 {cost:+.2f} % in total for exactness; {saving:.1f} % saved against 10 bits per index.
 
 ## Audio test set (`vqcodec bench audio`)
-Encoded with the code search of `vqcodec.quantizer` (a beam of {SEARCH_BEAM} over the first
-{SEARCHED_STAGES} stages), as `vqcodec compress` does.
+{SEARCH_NOTE}
 
 {tables(results)}
 """
-    model.with_suffix(".md").write_text(text)
-    update_readme("<!-- audio-results:start -->", "<!-- audio-results:end -->", tables(results))
-    print(tables(results))
+    publish(model, text, tables(results), "audio-results")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,18 @@ def tables(results: Path) -> str:
     return "\n".join(lines)
 
 
+# How the tables' files were coded, for both cards.
+SEARCH_NOTE = f"""Encoded with the code search of `vqcodec.quantizer` (a beam of {SEARCH_BEAM} over the first
+{SEARCHED_STAGES} stages), as `vqcodec compress` does."""
+
+
+def publish(model: Path, card: str, table: str, marker: str) -> None:
+    """Write the card beside the model, the table into the README between its markers, and show it."""
+    model.with_suffix(".md").write_text(card)
+    update_readme(f"<!-- {marker}:start -->", f"<!-- {marker}:end -->", table)
+    print(table)
+
+
 def update_readme(start: str, end: str, text: str) -> None:
     """Replace what lies between the two markers in the README (if both are there)."""
     readme = Path(__file__).resolve().parent.parent / "README.md"
@@ -104,14 +116,11 @@ Bits per index on held-out training photos, per stage: float prior before quanti
 {[round(x, 3) for x in flt]}, shipped integer prior {[round(x, 3) for x in exact]}: {cost:+.2f} % in total.
 
 ## Kodak (24 images, bpp from whole files)
-Encoded with the code search of `vqcodec.quantizer` (a beam of {SEARCH_BEAM} over the first
-{SEARCHED_STAGES} stages), as `vqcodec compress` does.
+{SEARCH_NOTE}
 
 {tables(results)}
 """
-    model.with_suffix(".md").write_text(text)
-    update_readme("<!-- results:start -->", "<!-- results:end -->", tables(results))
-    print(tables(results))
+    publish(model, text, tables(results), "results")
 
 
 if __name__ == "__main__":

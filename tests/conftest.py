@@ -23,14 +23,20 @@ TINY_GDN_NET = ImageNetConfig(
 )
 
 
-def build_tiny_model(path: Path, name: str = "tiny", seed: int = 0, net: ImageNetConfig = TINY_NET) -> Path:
+def _build(path: Path, name: str, seed: int, vqvae, prior_cfg: PriorConfig, grid: tuple[int, ...]) -> Path:
+    """A randomly initialised model (the VQ-VAE made by `vqvae` after seeding), its prior
+    calibrated on random index grids of shape `grid` per stage."""
     torch.manual_seed(seed)
-    vqvae = ImageVQVAE(net)
-    prior = PriorNet(TINY_PRIOR)
-    grids = torch.stack([torch.randint(0, k, (2, 8, 8)) for k in TINY_NET.codebook_sizes], 1)
+    net = vqvae()
+    prior = PriorNet(prior_cfg)
+    grids = torch.stack([torch.randint(0, k, grid) for k in prior_cfg.codebook_sizes], 1)
     prior.calibrate(grids)
-    save_model(path, name, vqvae, prior.to_integer(), {"prior": asdict(TINY_PRIOR)})
+    save_model(path, name, net, prior.to_integer(), {"prior": asdict(prior_cfg)})
     return path
+
+
+def build_tiny_model(path: Path, name: str = "tiny", seed: int = 0, net: ImageNetConfig = TINY_NET) -> Path:
+    return _build(path, name, seed, lambda: ImageVQVAE(net), TINY_PRIOR, (2, 8, 8))
 
 
 # 600 index frames per second: a 750-frame segment is 1.25 s, so short clips span segments.
@@ -41,13 +47,7 @@ TINY_AUDIO_PRIOR = PriorConfig(
 
 
 def build_tiny_audio_model(path: Path, name: str = "tinyaudio", seed: int = 0) -> Path:
-    torch.manual_seed(seed)
-    vqvae = AudioVQVAE(TINY_AUDIO_NET)
-    prior = PriorNet(TINY_AUDIO_PRIOR)
-    grids = torch.stack([torch.randint(0, k, (2, 1, 64)) for k in TINY_AUDIO_NET.codebook_sizes], 1)
-    prior.calibrate(grids)
-    save_model(path, name, vqvae, prior.to_integer(), {"prior": asdict(TINY_AUDIO_PRIOR)})
-    return path
+    return _build(path, name, seed, lambda: AudioVQVAE(TINY_AUDIO_NET), TINY_AUDIO_PRIOR, (2, 1, 64))
 
 
 @pytest.fixture(scope="session")
