@@ -44,8 +44,9 @@ def _recrc_header(data: bytes) -> bytes:
 
 
 def _decode(data: bytes) -> None:
-    """Decode as the command line does (image or audio by the file's kind): only our errors."""
-    start = time.perf_counter()
+    """Decode as the command line does (image or audio by the file's kind): only our errors, and
+    no long work (CPU time of this process: other processes' load does not count)."""
+    start = time.process_time()
     try:
         if vqcodec.kind_of(data) == "audio":
             vqcodec.decompress_audio(data, device="cpu")
@@ -53,7 +54,7 @@ def _decode(data: bytes) -> None:
             vqcodec.decompress(data, device="cpu")
     except VqcodecError:
         pass
-    assert time.perf_counter() - start < 5
+    assert time.process_time() - start < 5
 
 
 @pytest.fixture(scope="module")
@@ -143,8 +144,8 @@ def test_a_damaged_payload_with_its_crc_made_right_fails_the_indices_crc(valid_f
 def test_claimed_giant_image_is_refused_quickly():
     header = container.Header(container.KIND_IMAGE, 0, "tiny", b"abcd", 1 << 20, 1 << 20, 1)
     body = b"VQC\x02\x00\x00\x04tinyabcd" + container._varint(1 << 20) * 2 + b"\x00\x01" + b"\x00" * 8
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(CorruptFileError, match="over the limit"):
         vqcodec.decompress(_recrc(body))
-    assert time.perf_counter() - start < 1
+    assert time.process_time() - start < 1
     assert header.width == 1 << 20
