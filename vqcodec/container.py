@@ -245,7 +245,7 @@ def truncate(data: bytes, keep: int | tuple[int, ...]) -> bytes:
     command line upgrades a version 1 file first, which needs its model's prior)."""
     version = check_magic(data)
     if version < 2:
-        raise UsageError("a version 1 file has no stage boundaries: upgrade it first (codec.upgrade, upgrade_audio)")
+        raise UsageError("a version 1 file has no stage boundaries: upgrade it first (codec_for(data).upgrade)")
     if kind_of(data) == "audio":
         header, chunks = unpack_audio(data)
         counts = keep if isinstance(keep, tuple) else (keep,) * header.channels

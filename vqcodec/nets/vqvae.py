@@ -64,7 +64,7 @@ class AudioVQVAE(VQVAE):
         super().__init__(cfg, AudioEncoder(cfg), decoder)
 
     def for_coding(self) -> AudioVQVAE:
-        """Switch the encoder and decoder to their faster inference layout (`nets_audio.planar`),
+        """Switch the encoder and decoder to their faster inference layout (`nets.audio.planar`),
         the same arithmetic on the same weights; for coding only, not for training or saving."""
         for net in (self.encoder, self.decoder):
             if hasattr(net, "net"):  # (the inverse-STFT decoder has no full-rate layers to switch)
