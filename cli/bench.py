@@ -108,13 +108,12 @@ def bench_long_cmd(source: Path, output: Path, minutes: tuple[float, ...], bitra
     tune_allocator()
 
     rows = bench_long(source, list(minutes) or [1, 10, 60], bitrate, model, output.parent / ".long-work")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(rows, indent=1))
-    for r in rows:
-        click.echo(
-            f"{r['minutes']:g} min: encode {r['encode_realtime_x']:.1f}x real time ({r['encode_peak_rss_mb']:.0f} MB), "
-            f"decode {r['decode_realtime_x']:.1f}x ({r['decode_peak_rss_mb']:.0f} MB), {r['kbps']:.2f} kbps"
-        )
+    _save_rows(
+        output,
+        rows,
+        "{minutes:g} min: encode {encode_realtime_x:.1f}x real time ({encode_peak_rss_mb:.0f} MB), "
+        "decode {decode_realtime_x:.1f}x ({decode_peak_rss_mb:.0f} MB), {kbps:.2f} kbps",
+    )
 
 
 @bench.command("large")
@@ -128,10 +127,13 @@ def bench_large_cmd(source: Path, output: Path, model: str, quality: int, device
     from vqcodec.bench.image import bench_large
 
     rows = bench_large(source, [(1500, 1000), (3000, 2000), (6000, 4000)], quality, model, device)
+    line = "{width}x{height}: encode {encode_s:.1f} s, decode {decode_s:.1f} s, peak memory {peak_rss_mb:.0f} MB"
+    _save_rows(output, rows, line)
+
+
+def _save_rows(output: Path, rows: list[dict], line: str) -> None:
+    """Write the rows of a timing bench as JSON and show each, as `line` formats it."""
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(rows, indent=1))
-    for r in rows:
-        click.echo(
-            f"{r['width']}x{r['height']}: encode {r['encode_s']:.1f} s, decode {r['decode_s']:.1f} s, "
-            f"peak memory {r['peak_rss_mb']:.0f} MB"
-        )
+    for row in rows:
+        click.echo(line.format(**row))

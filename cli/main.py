@@ -241,23 +241,20 @@ def _many_inputs(sources: tuple[Path, ...], output: Path | None) -> tuple[Path, 
     return sources
 
 
-def _compress_one(src: Path, output: Path | None, force: bool, **options) -> None:
-    if src != STDIO:  # (standard input's medium is known once it is read)
-        _checked_options(src, options["options"])
+def _compress_one(src: Path, output: Path | None, force: bool, **coding) -> None:
     out = output or (STDIO if src == STDIO else src.with_suffix(".vqc"))
     if out != STDIO and src != STDIO:
-        out, summary = _compress_file(src, out, force, **options)
+        out, summary = _compress_file(src, out, force, **coding)
         click.echo(f"{src} -> {out}: {summary}")
         return
+    media = None if src == STDIO else _checked_options(src, coding["options"])  # (stdin's: once read)
     if out != STDIO:
         _check_output(src, out, force)
     _no_binary_to_terminal(out, force, "a .vqc file")
     if src != STDIO and not src.exists():
         raise BadInputError(f"{src}: no such file")
-    if src == STDIO:
-        data, summary = _compress_source(sys.stdin.buffer.read(), **options)
-    else:
-        data, summary = _compress_source(src, **options)
+    source = sys.stdin.buffer.read() if src == STDIO else src
+    data, summary = _compress_source(source, media or _checked_options(source, coding["options"]), **coding)
     _emit(out, data, force, src)
     click.echo(f"{src} -> {out}: {summary}", err=out == STDIO)
 
@@ -270,13 +267,13 @@ def _compress_its_own(src: Path, out: Path, options: dict, **rest) -> tuple[Path
     return _compress_file(src, out, options=own, **rest)
 
 
-def _compress_file(src: Path, out: Path, force: bool, **options) -> tuple[Path, str]:
+def _compress_file(src: Path, out: Path, force: bool, **coding) -> tuple[Path, str]:
     """Code the file `src` into `out` (written atomically): (out, summary)."""
-    _checked_options(src, options["options"])
+    media = _checked_options(src, coding["options"])
     _check_output(src, out, force)
     if not src.exists():  # before the options, which need the model's metadata
         raise BadInputError(f"{src}: no such file")
-    data, summary = _compress_source(src, **options)
+    data, summary = _compress_source(src, media, **coding)
     _write_atomic(out, lambda f: f.write(data))
     return out, summary
 
@@ -294,10 +291,10 @@ def _checked_options(src: bytes | Path, options: dict):
 
 
 def _compress_source(
-    src: bytes | Path, options: dict, model: str | None, device: str, progress: bool = True
+    src: bytes | Path, media, options: dict, model: str | None, device: str, progress: bool = True
 ) -> tuple[bytes, str]:
-    """Code an input (a path, or the bytes of standard input) with the codec of its medium."""
-    media = _checked_options(src, options)
+    """Code an input (a path, or the bytes of standard input) with its medium's codec, `media`
+    (from `_checked_options`)."""
     media.tune_process()
     bars = functools.partial(_progress_bar, label="compressing") if progress else None
     return media.encode(src, options, model or media.default_model, device, bars)
@@ -398,7 +395,7 @@ def _decode_to(coded: bytes, src: Path, out: Path, device: str, force: bool, pro
     """Decode `coded` into `out` (a checked path or standard output): (summary, the image or None).
     `options` are the command's -q, -b, --max-pixels and --max-hours."""
     media = codec_for(coded)
-    stages = _stages_to_keep(coded, options["quality"], options["bitrate"])
+    stages = _stages_to_keep(coded, media, options["quality"], options["bitrate"])
     _only_for(media, {name: options[name] for name in ("max_pixels", "max_hours")}, media.limit_option)
     suffix = media.output_suffixes[0] if out == STDIO else out.suffix.lower()
     media.check_suffix(suffix)
@@ -424,9 +421,9 @@ def _only_for(media, options: dict, own: str) -> None:
     _not_for(media.noun, wrong, f"{FLAGS[own]} is the option for {media.noun}")
 
 
-def _stages_to_keep(coded: bytes, quality: int | None, bitrate: float | None) -> int | tuple[int, ...] | None:
-    """The stages that -q (images) or -b (sound) asks to keep of a file (None: all), checked."""
-    media = codec_for(coded)
+def _stages_to_keep(coded: bytes, media, quality: int | None, bitrate: float | None) -> int | tuple[int, ...] | None:
+    """The stages that -q (images) or -b (sound) asks to keep of the file `coded`, whose codec
+    is `media` (None: all), checked."""
     levels = {"quality": quality, "bitrate": bitrate}
     _only_for(media, levels, media.level_option)
     level = levels[media.level_option]
@@ -466,14 +463,15 @@ def truncate(src: Path, output: Path, quality: int | None, bitrate: float | None
     original does with `decompress -q Q` (or -b). A file of format version 1 is first re-coded
     stage by stage from its indices (the model's prior runs, not its networks)."""
     data = _read(src)
-    stages = _stages_to_keep(data, quality, bitrate)
+    media = codec_for(data)
+    stages = _stages_to_keep(data, media, quality, bitrate)
     if stages is None:
         raise UsageError("give the stages to keep: -q/--quality for an image, -b/--bitrate for a sound")
     if output != STDIO:
         _check_output(src, output, force)
     _no_binary_to_terminal(output, force, "a .vqc file")
     upgraded = container.check_magic(data) < container.VERSION
-    scalable = codec_for(data).upgrade(data) if upgraded else data
+    scalable = media.upgrade(data) if upgraded else data
     smaller = container.truncate(scalable, stages)
     _emit(output, smaller, force, src)
     kept = stages if isinstance(stages, int) else "+".join(map(str, stages))

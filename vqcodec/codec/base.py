@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from vqcodec import container
+from vqcodec.errors import UsageError
 
 # Makes a progress bar for a total count of chunks: a context manager with update(n).
 ProgressBar = Callable[[int], Any]
@@ -94,8 +95,6 @@ class MediaCodec(ABC):
 
     def check_suffix(self, suffix: str) -> None:
         if suffix not in self.output_suffixes:
-            from vqcodec.errors import UsageError
-
             names = ", ".join(sorted(self.output_suffixes))
             raise UsageError(f"cannot write '{suffix}' {self.noun}: use one of {names}")
 

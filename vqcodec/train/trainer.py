@@ -12,7 +12,6 @@ training restarts from the compact shipped weights (fresh optimizer).
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from vqcodec.registry import VQVAE_KINDS
 from vqcodec.train.loop import (
     CacheFiles,
     Runtime,
@@ -96,8 +96,6 @@ def train_vqvae(
 ) -> Path:
     """Train (or resume) the VQ-VAE for `settings.vqvae_minutes` (or up to `max_steps`);
     returns the state file. Under `torchrun`, each rank runs this with its own batches."""
-    from vqcodec.registry import VQVAE_KINDS
-
     rt = setup_runtime(settings.device, settings.mixed_precision)
     files = CacheFiles(cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -179,6 +177,8 @@ def train_model(
 
 
 def medium(kind: str) -> Medium:
-    """The training of images or sound (their modules load torch's losses and data code)."""
-    module, name = {"image": ("image", "ImageTraining"), "audio": ("audio", "AudioTraining")}[kind]
-    return getattr(importlib.import_module(f"vqcodec.train.{module}"), name)()
+    """The training of images or sound (imported here: their modules build on this one)."""
+    from vqcodec.train.audio import AudioTraining
+    from vqcodec.train.image import ImageTraining
+
+    return {"image": ImageTraining, "audio": AudioTraining}[kind]()
