@@ -1,10 +1,13 @@
-"""Encoder and decoder networks of the image VQ-VAE (downsampling factor 8).
+"""Encoder and decoder networks of the image VQ-VAE (downsampling factor 8, or 16 with a coarse level).
 
 Two families, chosen by `ImageNetConfig.arch`:
 - "res" (img1): 3x3 convolutions with residual blocks and leaky ReLUs;
 - "gdn": the transforms of the learned image codecs (Balle et al., CompressAI): 5x5 stride-2
   convolutions with generalized divisive normalisation (GDN) between them, and residual
   blocks at the widest level.
+A coarse level (`coarse_width` > 0) halves the latent grid once more, for the lowest rates: a
+stride-2 level after the encoder and its mirror before the decoder, so that a model of the
+factor-8 architecture can start the coarse one with all its layers (`train.loop.resume_vqvae`).
 Neither has batch statistics, so the networks are fully convolutional: a tile of an image
 gives the same latents as the same region of the whole image, away from the tile's border
 (see ``codec.tiled``).
@@ -20,17 +23,20 @@ from torch import nn
 
 @dataclass(frozen=True)
 class ImageNetConfig:
-    """Widths of the three resolution levels (1/2, 1/4, 1/8) and the latent size."""
+    """Widths of the three resolution levels (1/2, 1/4, 1/8), the latent size, and the width
+    of the coarse level at 1/16 (0: none)."""
 
     arch: str = "res"
     widths: tuple[int, int, int] = (64, 128, 192)
     latent_dim: int = 32
     blocks: tuple[int, int, int] = (1, 1, 2)
     codebook_sizes: tuple[int, ...] = field(default=(128,) + (256,) * 11)
+    coarse_width: int = 0
 
     @property
     def factor(self) -> int:
-        return 8
+        """Pixels per latent position along each axis."""
+        return 16 if self.coarse_width else 8
 
 
 def _act() -> nn.Module:
@@ -99,11 +105,23 @@ def _gdn_decoder(cfg: ImageNetConfig) -> nn.Sequential:
     )
 
 
+def _coarse_encoder(cfg: ImageNetConfig) -> nn.Sequential:
+    width, latent = cfg.coarse_width, cfg.latent_dim
+    return nn.Sequential(_down(latent, width), GDN(width), ResBlock(width), nn.Conv2d(width, latent, 3, padding=1))
+
+
+def _coarse_decoder(cfg: ImageNetConfig) -> nn.Sequential:
+    width, latent = cfg.coarse_width, cfg.latent_dim
+    return nn.Sequential(nn.Conv2d(latent, width, 3, padding=1), ResBlock(width), _up(width, latent))
+
+
 class Encoder(nn.Module):
-    """RGB in [-0.5, 0.5], shape [B, 3, H, W] with H, W multiples of 8 -> [B, D, H/8, W/8]."""
+    """RGB in [-0.5, 0.5], shape [B, 3, H, W] with H, W multiples of the factor f ->
+    [B, D, H/f, W/f]."""
 
     def __init__(self, cfg: ImageNetConfig):
         super().__init__()
+        self.coarse = _coarse_encoder(cfg) if cfg.coarse_width else nn.Identity()
         if cfg.arch == "gdn":
             self.net = _gdn_encoder(cfg)
             return
@@ -124,14 +142,15 @@ class Encoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.coarse(self.net(x))
 
 
 class Decoder(nn.Module):
-    """Latents [B, D, h, w] -> RGB [B, 3, 8h, 8w] (not clamped)."""
+    """Latents [B, D, h, w] -> RGB [B, 3, f h, f w] (not clamped)."""
 
     def __init__(self, cfg: ImageNetConfig):
         super().__init__()
+        self.coarse = _coarse_decoder(cfg) if cfg.coarse_width else nn.Identity()
         if cfg.arch == "gdn":
             self.net = _gdn_decoder(cfg)
             return
@@ -154,4 +173,4 @@ class Decoder(nn.Module):
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
+        return self.net(self.coarse(z))

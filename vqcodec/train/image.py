@@ -72,15 +72,15 @@ EVAL_PHOTOS = 8  # whole held-out photos in each evaluation
 EVAL_STAGES = (1, 2, 4, 8, 12)
 
 
-def held_out_photos(held_out: list[Path], count: int = EVAL_PHOTOS) -> list[torch.Tensor]:
+def held_out_photos(held_out: list[Path], count: int = EVAL_PHOTOS, factor: int = 8) -> list[torch.Tensor]:
     """`count` whole photos spread over the held-out list, as [1, 3, H, W] in [0, 1], cropped
-    to multiples of 8 (at most 7 pixels lost per side)."""
+    to multiples of the model's `factor` (at most factor - 1 pixels lost per side)."""
     picks = held_out[:: max(1, len(held_out) // count)][:count]
     photos = []
     for p in picks:
         with Image.open(p) as im:
             pixels = np.asarray(im.convert("RGB"))
-        h, w = pixels.shape[0] // 8 * 8, pixels.shape[1] // 8 * 8
+        h, w = pixels.shape[0] // factor * factor, pixels.shape[1] // factor * factor
         photos.append(torch.from_numpy(pixels[:h, :w].copy()).permute(2, 0, 1)[None].float() / 255)
     return photos
 
@@ -123,7 +123,7 @@ def evaluate_photos(model: ImageVQVAE, photos: list[torch.Tensor], stage_counts=
 
 @torch.no_grad()
 def index_set(model: ImageVQVAE, paths: list[Path], count: int, crop: int = 256, seed: int = 0) -> torch.Tensor:
-    """Index grids [count, L, crop/8, crop/8] of random training crops, as int16: the codes the
+    """Index grids [count, L, crop/f, crop/f] of random training crops, as int16: the codes the
     encoder's search makes (`SEARCH_BEAM`), which the prior will be given to code."""
     sampler = CropSampler(paths, crop, seed=seed)
     out = []
@@ -176,7 +176,7 @@ class _ImageRun(Run):
         self.model, self.settings, self.ms_ssim = model, settings, ms_ssim
         self.sampler = CropSampler(train, settings.crop)
         self.val_images = CropSampler(held_out, settings.crop).sample(8, 0).to(rt.device)
-        self.photos = held_out_photos(held_out)
+        self.photos = held_out_photos(held_out, factor=model.cfg.factor)
 
     def losses(self, recon: torch.Tensor, images: torch.Tensor, stages: torch.Tensor):
         msssim = self.ms_ssim(recon.clamp(0, 1), images, data_range=1.0, win_size=MSSSIM_WINDOW)

@@ -314,11 +314,15 @@ def stages_per_sample(batch: int, levels: int, full_rate_prob: float, offered: t
 
 
 def resume_vqvae(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, state_path: Path, init_weights: Path | None
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state_path: Path,
+    init_weights: Path | None,
+    start_from: Path | None = None,
 ) -> tuple[int, float]:
     """Load the full training state if there is one, else the compact shipped weights (with a
-    fresh optimizer, so training survives a lost cache); returns the step reached and the
-    training seconds that made it."""
+    fresh optimizer, so training survives a lost cache), else start a new run from the layers of
+    another model (`start_from`); returns the step reached and the training seconds that made it."""
     if state_path.exists():
         meta = load_training_state(state_path, model, optimizer)
         print(f"resumed from {state_path} at step {meta['step']}")
@@ -330,7 +334,22 @@ def resume_vqvae(
         step = meta.get("vqvae_steps", 0)
         print(f"started from shipped weights {init_weights} (step {step}, fresh optimizer)")
         return step, meta.get("vqvae_train_seconds", 0.0)
+    if start_from is not None:
+        print(f"new run: {start_layers(model, start_from)} tensors from {start_from}, new codebooks")
     return 0, 0.0
+
+
+def start_layers(model: torch.nn.Module, source: Path) -> int:
+    """Copy into `model`'s encoder and decoder the tensors of the model file `source` that have
+    the same names and shapes (a model grown from it: `ImageNetConfig.coarse_width`), and return
+    their count. The codebooks are not taken: they quantize other latents, and the quantizer's
+    k-means starts them from the first batch."""
+    tensors, _ = load_tensors(source)
+    own = model.state_dict()
+    shared = [n for n in own if n.startswith(("encoder.", "decoder.")) and f"vqvae.{n}" in tensors]
+    taken = {n: tensors[f"vqvae.{n}"].float() for n in shared if tensors[f"vqvae.{n}"].shape == own[n].shape}
+    model.load_state_dict(taken, strict=False)
+    return len(taken)
 
 
 def load_trained_vqvae(cache: Path, kind: str, init_weights: Path | None = None):

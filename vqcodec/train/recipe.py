@@ -41,6 +41,7 @@ class Settings:
     device: str = "auto"
     workers: int | None = None  # data loading processes: none on a CPU, up to 8 beside a GPU
     resume: bool = True  # from the cached state, else the output's weights (False: start over)
+    start_from: str | None = None  # a new run starts with this model file's layers of the same shapes
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,8 @@ def train_vqvae(
     torch.manual_seed(0)  # the same initial weights in every fresh run
     model = vqvae_class(cfg).to(rt.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    step, trained_seconds = resume_vqvae(model, optimizer, files.vqvae_state, init_weights)
+    start_from = Path(settings.start_from) if settings.start_from else None
+    step, trained_seconds = resume_vqvae(model, optimizer, files.vqvae_state, init_weights, start_from)
     run = medium.start(model, *held_out_split(groups), cache, settings, rt)
     net, levels, batch = rt.wrap(model), model.num_stages, settings.batch
     stream = batch_stream(run.sampler, batch, step, rt, settings.workers)
