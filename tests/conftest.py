@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,8 @@ TINY_PRIOR = PriorConfig(codebook_sizes=TINY_NET.codebook_sizes, embed_dim=4, hi
 TINY_GDN_NET = ImageNetConfig(
     arch="gdn", widths=(8, 8, 16), latent_dim=4, blocks=(0, 0, 1), codebook_sizes=TINY_NET.codebook_sizes
 )
+# That family with a coarse level: latents at 1/16 (as img2-16).
+TINY_COARSE_NET = replace(TINY_GDN_NET, coarse_width=8)
 
 
 def _build(path: Path, name: str, seed: int, vqvae, prior_cfg: PriorConfig, grid: tuple[int, ...]) -> Path:
@@ -55,6 +57,7 @@ def models_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("models")
     build_tiny_model(folder / "tiny.safetensors")
     build_tiny_model(folder / "tinygdn.safetensors", name="tinygdn", net=TINY_GDN_NET)
+    build_tiny_model(folder / "tinycoarse.safetensors", name="tinycoarse", net=TINY_COARSE_NET)
     build_tiny_audio_model(folder / "tinyaudio.safetensors")
     return folder
 

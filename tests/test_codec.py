@@ -40,13 +40,21 @@ def test_entropy_coding_roundtrip_of_odd_grid():
     assert encode_stages(indices[:1], prior) == payloads[:1]
 
 
+@pytest.mark.parametrize("model", ["tiny", "tinycoarse"])  # latents at 1/8 and at 1/16
 @pytest.mark.parametrize("shape", [(1, 1), (1, 37), (29, 1), (9, 17)])
-def test_any_size_pads_and_crops_back(shape):
+def test_any_size_pads_and_crops_back(shape, model):
     img = np.random.default_rng(0).integers(0, 256, shape + (3,), dtype=np.uint8)
-    assert vqcodec.decompress(vqcodec.compress(img, quality=1, model="tiny")).size == (shape[1], shape[0])
+    assert vqcodec.decompress(vqcodec.compress(img, quality=1, model=model)).size == (shape[1], shape[0])
 
 
-@pytest.mark.parametrize("name", ["tiny", "tinygdn"])  # both network families
+def test_a_coarse_model_codes_one_index_per_16x16_pixels(photo):
+    data = vqcodec.compress(photo, quality=3, model="tinycoarse")
+    header, model, indices = image_codec.decode_indices(data)
+    assert indices.shape == (3, 3, 5)  # 48 x 72 pixels
+    assert np.asarray(vqcodec.decompress(data)).shape == (48, 72, 3)
+
+
+@pytest.mark.parametrize("name", ["tiny", "tinygdn", "tinycoarse"])  # both network families, and 1/16
 def test_large_image_is_split_into_chunks_without_seams(name):
     y, x = np.mgrid[0:20, 0:1100]
     img = np.stack([x % 256, y * 10, (x // 4) % 256], -1).astype(np.uint8)

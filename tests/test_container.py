@@ -73,7 +73,7 @@ def test_varint_roundtrip(n):
 def test_chunk_grid_covers_latents():
     header = Header(0, 0, "m", b"abcd", 2100, 1030, 1)
     grid = header.chunk_grid()
-    h, w = header.latent_shape
+    h, w = header.latent_shape()
     assert (h, w) == (129, 263)
     assert sum(ch * cw for _, _, ch, cw in grid) == h * w
     assert len(grid) == 2 * 3

@@ -179,3 +179,24 @@ def test_a_loss_spike_is_skipped_but_not_forever():
     assert not guard.skip(torch.tensor(1.2))
     persistent = [guard.skip(torch.tensor(100.0)) for _ in range(SpikeGuard.MAX_IN_ROW + 1)]
     assert persistent == [True] * SpikeGuard.MAX_IN_ROW + [False] and guard.skipped == 2 + SpikeGuard.MAX_IN_ROW
+
+
+def test_a_coarse_model_starts_with_the_layers_of_the_model_it_grows_from(models_dir):
+    from vqcodec.nets.vqvae import ImageVQVAE
+    from vqcodec.registry import load_model
+    from vqcodec.train.loop import start_layers
+
+    from .conftest import TINY_COARSE_NET
+
+    source = load_model("tinygdn").vqvae
+    torch.manual_seed(1)
+    grown = ImageVQVAE(TINY_COARSE_NET)
+    codebook = grown.quantizer.codebook(0).clone()
+    assert start_layers(grown, models_dir / "tinygdn.safetensors") == sum(
+        name.startswith(("encoder.net.", "decoder.net.")) for name in source.state_dict()
+    )
+    for name, tensor in source.state_dict().items():
+        if name.startswith(("encoder.net.", "decoder.net.")):
+            assert torch.equal(grown.state_dict()[name], tensor), name
+    assert torch.equal(grown.quantizer.codebook(0), codebook)  # its codebooks are its own
+    assert not bool(grown.quantizer.initialised)  # and k-means starts them from the first batch

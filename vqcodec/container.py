@@ -33,7 +33,7 @@ FLAG_GRAY = 1  # the source was grayscale: decode to a one-channel image
 FLAG_ALPHA_DROPPED = 2  # the source had an alpha channel, which is not coded
 FLAG_MID_SIDE = 4  # audio: a stereo source coded as mid (L+R)/2 and side (L-R)/2
 FLAG_CONVERTED_TO_SRGB = 8  # image: the source's ICC profile was not sRGB; its colours were converted
-CHUNK_LATENTS = 128  # chunks are square tiles of 128x128 latent positions (1024x1024 pixels)
+CHUNK_PIXELS = 1024  # image chunks are square tiles of 1024x1024 pixels (128x128 latents at factor 8)
 MAX_NAME = 32
 MAX_SIDE = 1 << 20
 DEFAULT_MAX_PIXELS = 400_000_000
@@ -99,18 +99,18 @@ class Header:
     version: int = VERSION
     indices_crc: int | None = None  # version 1: the CRC of all chunks' indices
 
-    @property
-    def latent_shape(self) -> tuple[int, int]:
-        return -(-self.height // 8), -(-self.width // 8)
+    def latent_shape(self, factor: int = 8) -> tuple[int, int]:
+        """The grid of latent positions of a model with `factor` pixels per position."""
+        return -(-self.height // factor), -(-self.width // factor)
 
-    def chunk_grid(self) -> list[tuple[int, int, int, int]]:
-        """(top, left, height, width) of each chunk in latent positions, row-major."""
-        h, w = self.latent_shape
-        return [
-            (top, left, min(CHUNK_LATENTS, h - top), min(CHUNK_LATENTS, w - left))
-            for top in range(0, h, CHUNK_LATENTS)
-            for left in range(0, w, CHUNK_LATENTS)
-        ]
+    def chunk_grid(self, factor: int = 8) -> list[tuple[int, int, int, int]]:
+        """(top, left, height, width) of each chunk in latent positions, row-major. How many
+        chunks there are does not depend on the factor (a power of 2 up to CHUNK_PIXELS), so
+        the file is parsed before its model is known."""
+        h, w = self.latent_shape(factor)
+        side = CHUNK_PIXELS // factor
+        tops, lefts = range(0, h, side), range(0, w, side)
+        return [(top, left, min(side, h - top), min(side, w - left)) for top in tops for left in lefts]
 
 
 @dataclass(frozen=True)

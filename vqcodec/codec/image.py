@@ -22,16 +22,15 @@ from PIL import Image
 
 from vqcodec import catalog, container
 from vqcodec.catalog import DEFAULT_QUALITY
-from vqcodec.container import CHUNK_LATENTS, DEFAULT_MAX_PIXELS, Header
+from vqcodec.container import CHUNK_PIXELS, DEFAULT_MAX_PIXELS, Header
 from vqcodec.entropy import decode_chunk, encode_chunk, indices_crc, stage_bits
 from vqcodec.errors import CorruptFileError, UsageError
 from vqcodec.media.image import ImageLike, RGBImage, load_image, to_pil
 from vqcodec.quantizer import SEARCH_BEAM, SEARCHED_STAGES
 from vqcodec.registry import DEFAULT_IMAGE_MODEL, CodecModel, load_image_model, model_for_file
 
-FACTOR = 8
-TILE = CHUNK_LATENTS * FACTOR
-HALO = 64  # pixels of context around a tile; more than the networks' receptive field
+TILE = CHUNK_PIXELS
+HALO_LATENTS = 8  # latent positions of context around a tile; more than the networks' receptive field
 
 
 def pick_device(device: str = "auto") -> str:
@@ -72,17 +71,16 @@ def search_codes(model: CodecModel, latents: list[torch.Tensor], quality: int) -
 def encode_latents(model: CodecModel, pixels: np.ndarray) -> list[torch.Tensor]:
     """Pixels [H, W, 3] uint8 -> the encoder's latents [1, D, h, w] of each chunk (row-major)."""
     h_px, w_px = pixels.shape[:2]
-    hp, wp = -(-h_px // FACTOR) * FACTOR, -(-w_px // FACTOR) * FACTOR
-    # Edge padding to a multiple of 8; the padded border is cropped away after decoding.
+    f = model.vqvae.cfg.factor
+    hp, wp = -(-h_px // f) * f, -(-w_px // f) * f
+    # Edge padding to a multiple of the factor; the padded border is cropped away after decoding.
     padded = np.pad(pixels, ((0, hp - h_px), (0, wp - w_px), (0, 0)), mode="edge")
     chunks = []
-    for (y0, y1, ry0, ry1), (x0, x1, rx0, rx1) in _tiles(hp, wp, TILE, HALO):
+    for (y0, y1, ry0, ry1), (x0, x1, rx0, rx1) in _tiles(hp, wp, TILE, HALO_LATENTS * f):
         region = torch.from_numpy(padded[ry0:ry1, rx0:rx1]).to(model.device)
         region = region.permute(2, 0, 1)[None].float() / 255.0 - 0.5
         latents = model.vqvae.encoder(region)
-        chunks.append(
-            latents[:, :, (y0 - ry0) // FACTOR : (y1 - ry0) // FACTOR, (x0 - rx0) // FACTOR : (x1 - rx0) // FACTOR]
-        )
+        chunks.append(latents[:, :, (y0 - ry0) // f : (y1 - ry0) // f, (x0 - rx0) // f : (x1 - rx0) // f])
     return chunks
 
 
@@ -90,14 +88,14 @@ def encode_latents(model: CodecModel, pixels: np.ndarray) -> list[torch.Tensor]:
 def decode_pixels(model: CodecModel, indices: torch.Tensor, height: int, width: int) -> np.ndarray:
     """Indices [q, h, w] -> pixels [height, width, 3] uint8, decoded tile by tile."""
     _, h, w = indices.shape
-    out = np.empty((h * FACTOR, w * FACTOR, 3), dtype=np.uint8)
-    tile, halo = TILE // FACTOR, HALO // FACTOR
-    for (y0, y1, ry0, ry1), (x0, x1, rx0, rx1) in _tiles(h, w, tile, halo):
+    f = model.vqvae.cfg.factor
+    out = np.empty((h * f, w * f, 3), dtype=np.uint8)
+    for (y0, y1, ry0, ry1), (x0, x1, rx0, rx1) in _tiles(h, w, TILE // f, HALO_LATENTS):
         latents = model.vqvae.quantizer.decode(indices[None, :, ry0:ry1, rx0:rx1].to(model.device))
         rgb = model.vqvae.decoder(latents)[0] + 0.5
-        rgb = rgb[:, (y0 - ry0) * FACTOR : (y1 - ry0) * FACTOR, (x0 - rx0) * FACTOR : (x1 - rx0) * FACTOR]
+        rgb = rgb[:, (y0 - ry0) * f : (y1 - ry0) * f, (x0 - rx0) * f : (x1 - rx0) * f]
         rgb = (rgb.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        out[y0 * FACTOR : y1 * FACTOR, x0 * FACTOR : x1 * FACTOR] = rgb
+        out[y0 * f : y1 * f, x0 * f : x1 * f] = rgb
     return out[:height, :width]
 
 
@@ -216,7 +214,7 @@ def _reach_psnr(codec_model, rgb, chunks, min_psnr: float, encoded, chunks_at) -
     header = _header(codec_model, rgb, codec_model.num_stages)
 
     def psnr_of(parts: list[torch.Tensor]) -> float:
-        decoded = decode_pixels(codec_model, _joined(parts, header), h, w)
+        decoded = decode_pixels(codec_model, _joined(parts, header, codec_model.vqvae.cfg.factor), h, w)
         mse = np.mean((decoded.astype(np.float64) - rgb.pixels) ** 2)
         return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
@@ -260,10 +258,11 @@ def decode_indices_and_bits(
     q = header.quality if stages is None else max(1, min(stages, header.quality))
     # A version 1 file's one CRC covers all stages of all chunks: all are decoded to check it.
     decoded = q if header.indices_crc is None else header.quality
-    h, w = header.latent_shape
+    factor = model.vqvae.cfg.factor
+    h, w = header.latent_shape(factor)
     bits = np.zeros((decoded, h, w)) if with_bits else None
     grids = []
-    for chunk, (top, left, ch, cw) in zip(chunks, header.chunk_grid(), strict=True):
+    for chunk, (top, left, ch, cw) in zip(chunks, header.chunk_grid(factor), strict=True):
         chunk_bits = bits[: min(decoded, chunk.stages), top : top + ch, left : left + cw] if with_bits else None
         grids.append(decode_chunk(chunk, model.prior, ch, cw, decoded, chunk_bits))
     if header.indices_crc is not None:
@@ -272,15 +271,16 @@ def decode_indices_and_bits(
             crc = indices_crc(grid, crc)
         if crc != header.indices_crc:
             raise CorruptFileError("decoded indices fail their CRC: file damaged or decoded with a different prior")
-    return header, model, _joined([g[:q] for g in grids], header), bits if bits is None else bits[:q]
+    joined = _joined([g[:q] for g in grids], header, factor)
+    return header, model, joined, bits if bits is None else bits[:q]
 
 
-def _joined(chunks: list[torch.Tensor], header: Header) -> torch.Tensor:
+def _joined(chunks: list[torch.Tensor], header: Header, factor: int) -> torch.Tensor:
     """The chunks' [q_c, ch, cw] grids as one [q, h, w] grid of the image's latents, q the most
     stages of any chunk; the stages a chunk lacks are -1 (no code: `ResidualVQ.decode`)."""
-    h, w = header.latent_shape
+    h, w = header.latent_shape(factor)
     indices = torch.full((max(c.shape[0] for c in chunks), h, w), -1, dtype=torch.int64)
-    for chunk, (top, left, ch, cw) in zip(chunks, header.chunk_grid(), strict=True):
+    for chunk, (top, left, ch, cw) in zip(chunks, header.chunk_grid(factor), strict=True):
         indices[: chunk.shape[0], top : top + ch, left : left + cw] = chunk
     return indices
 
@@ -306,6 +306,6 @@ def upgrade(data: bytes, device: str = "auto") -> bytes:
     """An image file of format version 1 as version 2, with the same indices (decoded and coded
     again by the prior, one stream per stage; no network runs), so that it can be truncated."""
     header, model, indices = decode_indices(data, device)
-    grids = [indices[:, top : top + ch, left : left + cw] for top, left, ch, cw in header.chunk_grid()]
+    grids = [indices[:, t : t + ch, left : left + cw] for t, left, ch, cw in header.chunk_grid(model.vqvae.cfg.factor)]
     upgraded = dataclasses.replace(header, version=container.VERSION, indices_crc=None)
     return container.pack(upgraded, _chunks(model, grids))

@@ -63,7 +63,7 @@ def inspect_image(data: bytes, device: str = "auto") -> Inspection:
         indices[0].numpy(),
         model.vqvae.cfg.codebook_sizes,
         pixels,
-        meta={"indices": [indices.numpy()]},
+        meta={"indices": [indices.numpy()], "factor": model.vqvae.cfg.factor},
         draw=_draw_image,
     )
 
@@ -129,8 +129,9 @@ def plot_report(result: Inspection, path: Path, title: str) -> None:
 
 def _draw_image(result: Inspection, fig, axes) -> None:
     h, w = result.media.shape[:2]
-    per_position = result.bits[0].sum(0) / image_codec.FACTOR**2  # bits per pixel of each 8x8 block
-    heat = np.kron(per_position, np.ones((image_codec.FACTOR, image_codec.FACTOR)))[:h, :w]
+    factor = result.meta["factor"]
+    per_position = result.bits[0].sum(0) / factor**2  # bits per pixel of each block of factor x factor
+    heat = np.kron(per_position, np.ones((factor, factor)))[:h, :w]
     axes[0].imshow(result.media)
     shown = axes[0].imshow(heat, cmap="inferno", alpha=0.6)
     fig.colorbar(shown, ax=axes[0], label="bits per pixel")

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vqcodec.codec.image import FACTOR, decode_pixels, pick_device
+from vqcodec.codec.image import decode_pixels, pick_device
 from vqcodec.entropy import sample_grid
 from vqcodec.errors import UsageError
 from vqcodec.registry import load_audio_model, load_image_model
@@ -30,7 +30,8 @@ def sample_images(
     codec_model = load_image_model(model, pick_device(device))
     stages = _check(quality, temperature, codec_model.num_stages)
     rng = np.random.default_rng(seed)
-    h, w = -(-height // FACTOR), -(-width // FACTOR)
+    factor = codec_model.vqvae.cfg.factor
+    h, w = -(-height // factor), -(-width // factor)
     return [
         decode_pixels(codec_model, sample_grid(codec_model.prior, stages, h, w, temperature, rng), height, width)
         for _ in range(count)

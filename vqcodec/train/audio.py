@@ -151,12 +151,14 @@ EVAL_SECONDS = 8.0
 EVAL_STAGES = (2, 4, 8, 16)  # the command line's 1.5, 3, 6 and 12 kbps
 
 
-def held_out_clips(held_out: dict[str, list[Path]], cfg: AudioNetConfig) -> dict[str, list[np.ndarray]]:
-    """Up to EVAL_CLIPS clips of each group, spread over its held-out files: the first
+def held_out_clips(
+    held_out: dict[str, list[Path]], cfg: AudioNetConfig, count: int = EVAL_CLIPS
+) -> dict[str, list[np.ndarray]]:
+    """Up to `count` clips of each group, spread over its held-out files: the first
     EVAL_SECONDS of each, mono at the model's rate, a whole number of frames long."""
     clips: dict[str, list[np.ndarray]] = {}
     for group, paths in held_out.items():
-        for path in paths[:: max(1, len(paths) // EVAL_CLIPS)]:
+        for path in paths[:: max(1, len(paths) // count)]:
             try:
                 samples, _ = load_audio(path, cfg.sample_rate)
             except Exception:  # noqa: BLE001 - a damaged file is left out, as in training
@@ -165,7 +167,7 @@ def held_out_clips(held_out: dict[str, list[Path]], cfg: AudioNetConfig) -> dict
             mono = mono[: len(mono) // cfg.hop * cfg.hop]
             if len(mono) >= cfg.sample_rate // 2 and np.abs(mono).max() > 1e-3:
                 clips.setdefault(group, []).append(np.ascontiguousarray(mono, dtype=np.float32))
-            if len(clips.get(group, [])) == EVAL_CLIPS:
+            if len(clips.get(group, [])) == count:
                 break
     return clips
 
