@@ -171,7 +171,13 @@ def _progress_bar(total: int, label: str):
     type=click.Path(allow_dash=True, path_type=Path),
     help="Output .vqc file ('-': standard output); for several inputs or a folder, the output folder.",
 )
-@click.option("-q", "--quality", type=int, help=f"Images: stages coded, 1 = smallest file [{DEFAULT_QUALITY}].")
+@click.option(
+    "-q",
+    "--quality",
+    type=int,
+    help=f"Images: quality level, 1 = smallest file (the stages coded; a family's also picks its model) "
+    f"[{DEFAULT_QUALITY}].",
+)
 @click.option("--size", "max_bytes", type=SIZE, help="The best file of at most this size (bytes; k, M: 1000s).")
 @click.option("--bpp", "max_bpp", type=POSITIVE, help="Images: the best file within this bpp.")
 @click.option("--psnr", "min_psnr", type=float, help="Images: the smallest file reaching this PSNR (dB).")

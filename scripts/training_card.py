@@ -14,10 +14,10 @@ import json
 import sys
 from pathlib import Path
 
-# Per kind: the stage counts logged, and the two metrics plotted (key prefix, axis label).
-KINDS = {
-    "image": (("q1", "q2", "q4", "q8", "q12"), (("psnr", "PSNR (dB)"), ("msssim", "MS-SSIM"))),
-    "audio": (("q2", "q4", "q8", "q16"), (("speech_pesq", "speech PESQ-WB"), ("music_mel", "music mel distance"))),
+# Per kind: the two metrics plotted (key prefix, axis label).
+METRICS = {
+    "image": (("psnr", "PSNR (dB)"), ("msssim", "MS-SSIM")),
+    "audio": (("speech_pesq", "speech PESQ-WB"), ("music_mel", "music mel distance")),
 }
 
 
@@ -29,13 +29,19 @@ def kind_of(records: list[dict]) -> str:
     return "audio" if "speech_pesq_unquantized" in records[-1] or "music_mel_unquantized" in records[-1] else "image"
 
 
+def stages_and_metrics(records: list[dict]) -> tuple[tuple[str, ...], tuple]:
+    """The stage counts of the last evaluation ("q1", ...: those the model has) and the metrics."""
+    last = records[-1]
+    return tuple(last.get("bpp_before_prior") or last["kbps_before_prior"]), METRICS[kind_of(records)]
+
+
 def plot(records: list[dict], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stages, metrics = KINDS[kind_of(records)]
+    stages, metrics = stages_and_metrics(records)
     hours = [r["train_minutes"] / 60 for r in records]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for key in ("unquantized", *stages):
@@ -54,7 +60,7 @@ def plot(records: list[dict], path: Path, title: str) -> None:
 
 
 def table(records: list[dict], every: int = 1) -> str:
-    stages, metrics = KINDS[kind_of(records)]
+    stages, metrics = stages_and_metrics(records)
     keys = [f"{metrics[0][0]}_{k}" for k in ("unquantized", *stages)]
     keys += [f"{metrics[1][0]}_{k}" for k in (stages[len(stages) // 2], stages[-1])]
     head = "| hours | step | " + " | ".join(k.replace("_", " ") for k in keys) + " |"

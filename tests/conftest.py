@@ -13,7 +13,7 @@ from vqcodec.nets.audio import AudioNetConfig
 from vqcodec.nets.image import ImageNetConfig
 from vqcodec.nets.vqvae import AudioVQVAE, ImageVQVAE
 from vqcodec.prior import PriorConfig, PriorNet
-from vqcodec.registry import save_model
+from vqcodec.registry import save_model, set_levels
 
 TINY_NET = ImageNetConfig(widths=(8, 8, 16), latent_dim=4, blocks=(1, 1, 1), codebook_sizes=(16, 32, 32))
 TINY_PRIOR = PriorConfig(codebook_sizes=TINY_NET.codebook_sizes, embed_dim=4, hidden=16, layers=2)
@@ -23,6 +23,7 @@ TINY_GDN_NET = ImageNetConfig(
 )
 # That family with a coarse level: latents at 1/16 (as img2-16).
 TINY_COARSE_NET = replace(TINY_GDN_NET, coarse_width=8)
+FAMILY_LEVELS = [("tinyfam16", 1), ("tinyfam16", 2), ("tinyfam", 1), ("tinyfam", 2), ("tinyfam", 3)]
 
 
 def _build(path: Path, name: str, seed: int, vqvae, prior_cfg: PriorConfig, grid: tuple[int, ...]) -> Path:
@@ -58,6 +59,10 @@ def models_dir(tmp_path_factory) -> Path:
     build_tiny_model(folder / "tiny.safetensors")
     build_tiny_model(folder / "tinygdn.safetensors", name="tinygdn", net=TINY_GDN_NET)
     build_tiny_model(folder / "tinycoarse.safetensors", name="tinycoarse", net=TINY_COARSE_NET)
+    # A family: tinyfam's lowest two levels are coded by tinyfam16, at 1/16, its other three by itself.
+    build_tiny_model(folder / "tinyfam16.safetensors", name="tinyfam16", net=TINY_COARSE_NET, seed=1)
+    build_tiny_model(folder / "tinyfam.safetensors", name="tinyfam", net=TINY_GDN_NET, seed=1)
+    set_levels(folder / "tinyfam.safetensors", FAMILY_LEVELS)
     build_tiny_audio_model(folder / "tinyaudio.safetensors")
     return folder
 

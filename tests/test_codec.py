@@ -7,6 +7,7 @@ from PIL import Image
 
 import vqcodec
 from vqcodec import container
+from vqcodec.bench.image import psnr_rgb
 from vqcodec.codec import image as image_codec
 from vqcodec.entropy import decode_grid, encode_stages
 from vqcodec.errors import BadInputError, CorruptFileError, MissingModelError, UsageError
@@ -164,3 +165,44 @@ def test_a_size_target_gives_some_tiles_one_stage_more():
     _, chunks = container.unpack(data)
     assert sorted(c.stages for c in chunks) == [2, 3]
     assert np.asarray(vqcodec.decompress(data)).shape == (20, 1100, 3)
+
+
+def test_a_familys_levels_pick_its_model_and_stages(photo):
+    from .conftest import FAMILY_LEVELS
+
+    for quality, (name, stages) in enumerate(FAMILY_LEVELS, 1):
+        data = vqcodec.compress(photo, quality=quality, model="tinyfam")
+        header = image_codec.read_header(data)
+        assert (header.model_name, header.quality) == (name, stages)
+        assert vqcodec.decompress(data).size == (72, 48)
+    with pytest.raises(UsageError, match="quality must be 1..5 for model tinyfam"):
+        vqcodec.compress(photo, quality=6, model="tinyfam")
+    # A member used alone counts its own stages.
+    assert image_codec.read_header(vqcodec.compress(photo, quality=3, model="tinyfam16")).quality == 3
+
+
+def test_a_familys_size_and_psnr_targets_search_its_levels(photo):
+    from .conftest import FAMILY_LEVELS
+
+    files = [vqcodec.compress(photo, quality=q, model="tinyfam") for q in range(1, 6)]
+    sizes = [len(f) for f in files]
+    for q in (1, 2, 4):  # a budget between two levels' sizes gives the lower one (whole levels: one tile)
+        data, level, _ = image_codec.compress_to_target(photo, max_bytes=sizes[q - 1], model="tinyfam")
+        assert level >= q and len(data) <= sizes[q - 1]
+        assert image_codec.read_header(data).model_name == FAMILY_LEVELS[level - 1][0]
+    target = psnr_rgb(photo, np.asarray(vqcodec.decompress(files[0]))) - 0.01
+    data, level, reached = image_codec.compress_to_target(photo, min_psnr=target, model="tinyfam")
+    assert reached >= target and image_codec.read_header(data).model_name == FAMILY_LEVELS[level - 1][0]
+    assert abs(psnr_rgb(photo, np.asarray(vqcodec.decompress(data))) - reached) < 1e-6
+
+
+def test_a_family_whose_levels_skip_stages_is_refused(models_dir, tmp_path):
+    import shutil
+
+    from vqcodec import catalog
+    from vqcodec.registry import set_levels
+
+    shutil.copy(models_dir / "tinygdn.safetensors", tmp_path / "tinygdn.safetensors")
+    set_levels(tmp_path / "tinygdn.safetensors", [("tinygdn", 1), ("tinygdn", 3)])
+    with pytest.raises(MissingModelError, match="not consecutive stages"):
+        catalog.check_quality(catalog.model_meta(tmp_path / "tinygdn.safetensors"), 1)

@@ -76,10 +76,44 @@ def num_stages(meta: dict) -> int:
     return len(meta["net"]["codebook_sizes"])
 
 
+def quality_levels(meta: dict) -> list[tuple[str, int]]:
+    """(model name, stages) of each image quality level, -q 1 first. A family's first model
+    lists them in its metadata ("levels"): its own stages and those of the models beside it (a
+    coarser grid for the lowest rates), in order of rate. Any other model's levels are its
+    stages 1..N."""
+    if "levels" not in meta:
+        return [(meta["name"], stages) for stages in range(1, num_stages(meta) + 1)]
+    levels = [(str(name), int(stages)) for name, stages in meta["levels"]]
+    for name in dict.fromkeys(name for name, _ in levels):  # each model's levels: consecutive stages
+        stages = [s for n, s in levels if n == name]
+        if stages != list(range(stages[0], stages[0] + len(stages))) or stages[0] < 1:
+            raise MissingModelError(f"model '{meta['name']}' lists levels of '{name}' that are not consecutive stages")
+    return levels
+
+
 def check_quality(meta: dict, quality: int) -> None:
-    levels = num_stages(meta)
+    levels = len(quality_levels(meta))
     if not 1 <= quality <= levels:
         raise UsageError(f"quality must be 1..{levels} for model {meta['name']}, not {quality}")
+
+
+def level_model(model: str | os.PathLike, quality: int) -> tuple[str | os.PathLike, int]:
+    """(the model that codes quality level `quality` of `model`, its stages). A family's other
+    models are found beside a model given by path, else by name."""
+    meta = model_meta(model)
+    check_quality(meta, quality)
+    name, stages = quality_levels(meta)[quality - 1]
+    return member_model(model, name), stages
+
+
+def member_model(model: str | os.PathLike, name: str) -> str | os.PathLike:
+    """The model called `name` of `model`'s family: `model` itself, the file of that name beside
+    a model given by path, or the installed model of that name."""
+    if name == model_meta(model)["name"]:
+        return model
+    path = Path(model)
+    beside = path.with_name(f"{name}.safetensors")
+    return beside if path.suffix == ".safetensors" and beside.is_file() else name
 
 
 def kbps_per_stage(net: dict) -> float:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from vqcodec.catalog import DEFAULT_AUDIO_MODEL, DEFAULT_IMAGE_MODEL, model_meta, resolve
+from vqcodec.catalog import _meta as _catalog_meta
 from vqcodec.errors import MissingModelError
 from vqcodec.nets.audio import AudioNetConfig
 from vqcodec.nets.image import ImageNetConfig
@@ -76,6 +77,15 @@ def save_model(
     kind = "audio" if isinstance(vqvae, AudioVQVAE) else "image"
     meta = {**meta, "name": name, "kind": kind, "net": asdict(vqvae.cfg)}
     save_tensors(path, tensors, meta)
+
+
+def set_levels(path: Path, levels: list[tuple[str, int]]) -> None:
+    """Make the model file `path` the first of a family: its quality levels are these (model
+    name, stages), in order of rate (`catalog.quality_levels`). Its tensors, and so its hash
+    and the files it made, are unchanged."""
+    tensors, meta = load_tensors(path)
+    save_tensors(path, tensors, {**meta, "levels": [[name, stages] for name, stages in levels]})
+    _catalog_meta.cache_clear()  # the metadata read before is stale
 
 
 @lru_cache(maxsize=8)

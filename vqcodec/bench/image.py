@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from vqcodec import catalog
 from vqcodec.codec import image as image_codec
 from vqcodec.errors import BadInputError
 from vqcodec.media.image import list_images, load_image
@@ -134,7 +135,7 @@ def baseline_codecs() -> list[Codec]:
 
 def vqcodec_codec(model: str, device: str, qualities: list[int] | None = None) -> Codec:
     loaded = load_image_model(model, image_codec.pick_device(device))
-    levels = qualities or list(range(1, loaded.num_stages + 1))
+    levels = qualities or list(range(1, len(catalog.quality_levels(loaded.meta)) + 1))
     return Codec(
         "vqcodec",
         f"vqcodec model {loaded.name} ({loaded.hash.hex()}), {image_codec.pick_device(device)}",

@@ -108,15 +108,17 @@ def compress(
 ) -> bytes:
     """Compress an image (path, PIL image or HxWx3 uint8 array) into the bytes of a .vqc file.
 
-    `quality` is the number of residual quantizer stages used: 1 (smallest) .. the model's
-    number of stages (best). With `keep_metadata`, the source's EXIF, XMP and ICC profile are
-    stored and given back by `decompress` (its pixels are then coded as they are, in the
-    profile's colours, instead of converted to sRGB).
+    `quality` is the level: 1 (smallest) .. the model's number of residual quantizer stages
+    (best), each level one stage more; a family's levels name a model and its stages
+    (`catalog.quality_levels`), and the file names the model that coded it. With
+    `keep_metadata`, the source's EXIF, XMP and ICC profile are stored and given back by
+    `decompress` (its pixels are then coded as they are, in the profile's colours, instead of
+    converted to sRGB).
     """
     rgb = load_image(image, keep_metadata)
-    codec_model = load_image_model(model, pick_device(device))
-    catalog.check_quality(codec_model.meta, quality)
-    return _pack(codec_model, rgb, quality, encode_indices(codec_model, rgb.pixels, quality))
+    member, stages = catalog.level_model(model, quality)
+    codec_model = load_image_model(member, pick_device(device))
+    return _pack(codec_model, rgb, stages, encode_indices(codec_model, rgb.pixels, stages))
 
 
 def _header(codec_model: CodecModel, rgb: RGBImage, quality: int) -> Header:
@@ -153,20 +155,38 @@ def compress_to_target(
     device: str = "auto",
     keep_metadata: bool = False,
 ) -> tuple[bytes, int, float | None]:
-    """The best file of at most `max_bytes` (the most stages that fit), or the smallest whose
-    PSNR reaches `min_psnr` dB: (file, quality, its PSNR with a PSNR target). One target, whole
-    quality levels; a target no level meets is a UsageError naming the closest the model reaches.
+    """The best file of at most `max_bytes` (the highest level that fits), or the smallest whose
+    PSNR reaches `min_psnr` dB: (file, quality level, its PSNR with a PSNR target). One target,
+    whole levels; a target no level meets is a UsageError naming the closest the model reaches.
 
-    The codes of all stages are searched once. Their sizes come from the prior's information
-    per stage (the first n stages cost what they cost alone), their PSNRs from decoding
-    prefixes of them; then the level found is encoded as `compress` does and checked (below
-    `SEARCHED_STAGES` stages the search may choose other codes)."""
+    A family's model is chosen first, in the order of its levels: with a size, the highest one
+    whose lowest level fits; with a PSNR, the lowest one whose highest level reaches it. Then
+    its stages: their codes are searched once, their sizes come from the prior's information per
+    stage (the first n stages cost what they cost alone), their PSNRs from decoding prefixes of
+    them; the level found is encoded as `compress` does and checked (below `SEARCHED_STAGES`
+    stages the search may choose other codes)."""
     if (max_bytes is None) == (min_psnr is None):
         raise UsageError("give one target: a size in bytes or a PSNR")
     rgb = load_image(image, keep_metadata)
-    codec_model = load_image_model(model, pick_device(device))
+    levels = catalog.quality_levels(catalog.model_meta(model, "image"))
+    members = list(dict.fromkeys(name for name, _ in levels))  # in the order of their levels
+    for tried, name in enumerate(members[::-1] if max_bytes is not None else members, 1):
+        stages = [s for member, s in levels if member == name]
+        codec_model = load_image_model(catalog.member_model(model, name), pick_device(device))
+        try:
+            data, found, psnr = _target_of(codec_model, rgb, max_bytes, min_psnr, (min(stages), max(stages)))
+        except UsageError:
+            if tried == len(members):
+                raise
+            continue
+        return data, levels.index((name, found)) + 1, psnr
+    raise AssertionError("unreachable: the last model's error is raised")
+
+
+def _target_of(codec_model: CodecModel, rgb: RGBImage, max_bytes, min_psnr, stage_range: tuple[int, int]):
+    """`compress_to_target` with one model and the stages of its levels: (file, stages, PSNR)."""
     latents = encode_latents(codec_model, rgb.pixels)  # the network runs once, whatever the level
-    chunks = search_codes(codec_model, latents, codec_model.num_stages)
+    chunks = search_codes(codec_model, latents, stage_range[1])
 
     @functools.cache  # the searches ask for some levels more than once
     def encoded(q: int) -> bytes:
@@ -176,20 +196,20 @@ def compress_to_target(
         return [c[:q] for c in chunks] if q >= SEARCHED_STAGES else search_codes(codec_model, latents, q)
 
     if max_bytes is not None:
-        return (*_fit_size(codec_model, rgb, chunks, max_bytes, encoded), None)
-    return _reach_psnr(codec_model, rgb, chunks, min_psnr, encoded, chunks_at)
+        return (*_fit_size(codec_model, rgb, chunks, max_bytes, encoded, stage_range[0]), None)
+    return _reach_psnr(codec_model, rgb, chunks, min_psnr, encoded, chunks_at, stage_range[0])
 
 
-def _fit_size(codec_model, rgb, chunks, max_bytes: int, encoded) -> tuple[bytes, int]:
+def _fit_size(codec_model, rgb, chunks, max_bytes: int, encoded, lowest: int) -> tuple[bytes, int]:
     # Each stage's payload: its bits in whole 32-bit words and about one word of flush, a
     # length field and its indices CRC.
     words = np.ceil(np.array([stage_bits(c, codec_model.prior) for c in chunks]) / 32) + 1
     overhead = len(container.pack(_header(codec_model, rgb, 0), [container.new_chunk("", [], [])] * len(chunks)))
     estimates = overhead + np.cumsum(4 * words.sum(0) + 6 * len(chunks))  # bytes of the first n = 1, 2, ... stages
     slack = 8 * len(chunks)  # how far off an estimate may be
-    quality = max(1, int(np.searchsorted(estimates, max_bytes, side="right")))
+    quality = max(lowest, int(np.searchsorted(estimates, max_bytes, side="right")))
     data = encoded(quality)
-    while len(data) > max_bytes and quality > 1:
+    while len(data) > max_bytes and quality > lowest:
         quality -= 1
         data = encoded(quality)
     while quality < len(estimates) and estimates[quality] <= max_bytes + slack:  # one more may fit
@@ -209,19 +229,20 @@ def _fit_size(codec_model, rgb, chunks, max_bytes: int, encoded) -> tuple[bytes,
     return data, quality
 
 
-def _reach_psnr(codec_model, rgb, chunks, min_psnr: float, encoded, chunks_at) -> tuple[bytes, int, float]:
+def _reach_psnr(codec_model, rgb, chunks, min_psnr: float, encoded, chunks_at, lowest: int) -> tuple[bytes, int, float]:
     h, w = rgb.pixels.shape[:2]
-    header = _header(codec_model, rgb, codec_model.num_stages)
+    header = _header(codec_model, rgb, len(chunks[0]))
+    factor = codec_model.vqvae.cfg.factor
 
     def psnr_of(parts: list[torch.Tensor]) -> float:
-        decoded = decode_pixels(codec_model, _joined(parts, header, codec_model.vqvae.cfg.factor), h, w)
+        decoded = decode_pixels(codec_model, _joined(parts, header, factor), h, w)
         mse = np.mean((decoded.astype(np.float64) - rgb.pixels) ** 2)
         return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
-    lo, hi = 1, codec_model.num_stages  # the smallest level reaching the target, by bisection
+    lo, hi = lowest, len(chunks[0])  # the smallest level reaching the target, by bisection
     best = psnr_of(chunks)
     if best < min_psnr:
-        raise UsageError(f"no file of this image reaches {min_psnr:g} dB: the best is {best:.2f} dB (quality {hi})")
+        raise UsageError(f"no file of this image reaches {min_psnr:g} dB: the best is {best:.2f} dB (the top quality)")
     while lo < hi:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if psnr_of([c[:mid] for c in chunks]) >= min_psnr else (mid + 1, hi)

@@ -43,8 +43,9 @@ class ImageCodec(MediaCodec):
         quality = options.get("quality", catalog.DEFAULT_QUALITY)
         target = {name: options.get(name) for name in ("max_bytes", "max_bpp", "min_psnr")}
         targeted = any(value is not None for value in target.values())
+        meta = catalog.model_meta(model, self.kind)
         if not targeted:
-            catalog.check_quality(catalog.model_meta(model, self.kind), quality)
+            catalog.check_quality(meta, quality)
         keep_metadata = bool(options.get("keep_metadata"))
         if isinstance(src, bytes):
             try:
@@ -62,13 +63,12 @@ class ImageCodec(MediaCodec):
                 image, target["max_bytes"], target["min_psnr"], model, device
             )
             reached = "" if psnr is None else f", PSNR {psnr:.2f} dB"
-            top = container.unpack(data)[0].quality  # a size target may give some tiles one stage more
-            quality = f"{quality}-{top} by tile" if top != quality else quality
         else:
             data = image_codec.compress(image, quality=quality, model=model, device=device)
         bpp = len(data) * 8 / (width * height)
         kept = "".join(f", {name} {len(value):,} bytes kept" for name, value in image.metadata)
-        return data, f"{width}x{height}, quality {quality}, {len(data):,} bytes, {bpp:.4f} bpp{reached}{kept}"
+        level = _level_named(meta, quality, container.unpack(data)[0])
+        return data, f"{width}x{height}, {level}, {len(data):,} bytes, {bpp:.4f} bpp{reached}{kept}"
 
     def unpack(self, data: bytes) -> tuple[container.Header, list[container.Chunk]]:
         return container.unpack(data)
@@ -106,6 +106,15 @@ class ImageCodec(MediaCodec):
         from vqcodec.tools.inspection import inspect_image
 
         return inspect_image(data, device)
+
+
+def _level_named(meta: dict, quality: int, coded: container.Header) -> str:
+    """ "quality 4", with the tiles given one stage more by a size target ("quality 4-5 by tile")
+    and a family's other model that coded it ("quality 2 (img2-16)")."""
+    name, stages = catalog.quality_levels(meta)[quality - 1]
+    extra = coded.quality - stages  # a size target may give some tiles one stage more
+    level = f"quality {quality}-{quality + extra} by tile" if extra else f"quality {quality}"
+    return level if name == meta["name"] else f"{level} ({name})"
 
 
 class AudioCodec(MediaCodec):
