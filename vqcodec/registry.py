@@ -79,12 +79,15 @@ def save_model(
     save_tensors(path, tensors, meta)
 
 
-def set_levels(path: Path, levels: list[tuple[str, int]]) -> None:
+def set_levels(path: Path, levels: list[tuple[str, int]] | None) -> None:
     """Make the model file `path` the first of a family: its quality levels are these (model
-    name, stages), in order of rate (`catalog.quality_levels`). Its tensors, and so its hash
-    and the files it made, are unchanged."""
+    name, stages), in order of rate (`catalog.quality_levels`); None: its own stages again.
+    Its tensors, and so its hash and the files it made, are unchanged."""
     tensors, meta = load_tensors(path)
-    save_tensors(path, tensors, {**meta, "levels": [[name, stages] for name, stages in levels]})
+    meta.pop("levels", None)
+    if levels is not None:
+        meta["levels"] = [[name, stages] for name, stages in levels]
+    save_tensors(path, tensors, meta)
     _catalog_meta.cache_clear()  # the metadata read before is stale
 
 
