@@ -16,10 +16,11 @@ from vqcodec.tools.inspection import inspect_file
 from vqcodec.tools.sampling import sample_images, sample_sounds
 
 
-def test_image_samples_are_reproducible_and_sized():
-    a = sample_images("tiny", 2, 40, 24, None, 1.0, seed=3)
-    b = sample_images("tiny", 2, 40, 24, None, 1.0, seed=3)
-    c = sample_images("tiny", 2, 40, 24, None, 1.0, seed=4)
+@pytest.mark.parametrize("model", ["tiny", "tinycoarse"])  # latents at 1/8 and at 1/16
+def test_image_samples_are_reproducible_and_sized(model):
+    a = sample_images(model, 2, 40, 24, None, 1.0, seed=3)
+    b = sample_images(model, 2, 40, 24, None, 1.0, seed=3)
+    c = sample_images(model, 2, 40, 24, None, 1.0, seed=4)
     assert all(x.shape == (24, 40, 3) and x.dtype == np.uint8 for x in a)
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not np.array_equal(a[0], c[0]) and not np.array_equal(a[0], a[1])
@@ -84,4 +85,7 @@ def test_inspect_command(tmp_path):
     img = tmp_path / "b.vqc"
     img.write_bytes(vqcodec.compress(np.full((40, 40, 3), 128, np.uint8), quality=2, model="tiny"))
     assert runner.invoke(main, ["inspect", str(img), "-o", str(tmp_path / "r.png")]).exit_code == 0
+    coarse = tmp_path / "c.vqc"  # a model at 1/16: the bits drawn per 16x16 block
+    coarse.write_bytes(vqcodec.compress(np.full((40, 40, 3), 128, np.uint8), quality=2, model="tinycoarse"))
+    assert runner.invoke(main, ["inspect", str(coarse)]).exit_code == 0
     assert runner.invoke(main, ["inspect", str(img), "-o", str(tmp_path / "r.png")]).exit_code == 2  # exists
