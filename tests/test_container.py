@@ -70,13 +70,14 @@ def test_varint_roundtrip(n):
     assert r.varint(max_bytes=5) == n
 
 
-def test_chunk_grid_covers_latents():
+@pytest.mark.parametrize("factor", [8, 16])
+def test_chunk_grid_covers_latents(factor):
     header = Header(0, 0, "m", b"abcd", 2100, 1030, 1)
-    grid = header.chunk_grid()
-    h, w = header.latent_shape()
-    assert (h, w) == (129, 263)
+    grid = header.chunk_grid(factor)
+    h, w = header.latent_shape(factor)
+    assert (h, w) == {8: (129, 263), 16: (65, 132)}[factor]
     assert sum(ch * cw for _, _, ch, cw in grid) == h * w
-    assert len(grid) == 2 * 3
+    assert len(grid) == 2 * 3  # the same tiles of 1024 pixels, whatever the model's grid
 
 
 def test_truncation_keeps_the_first_stages_of_every_chunk():

@@ -63,6 +63,11 @@ def _meta(path: str) -> dict:
     return meta
 
 
+def forget_metadata() -> None:
+    """Forget the metadata read so far: a model file was rewritten (`registry.set_levels`)."""
+    _meta.cache_clear()
+
+
 def model_meta(name_or_path: str | os.PathLike, kind: str | None = None) -> dict:
     """A model's metadata (name, kind, net, prior, training figures) without loading it; with
     `kind`, refuse a model for the other medium."""

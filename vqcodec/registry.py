@@ -15,8 +15,7 @@ from pathlib import Path
 
 import torch
 
-from vqcodec.catalog import DEFAULT_AUDIO_MODEL, DEFAULT_IMAGE_MODEL, model_meta, resolve
-from vqcodec.catalog import _meta as _catalog_meta
+from vqcodec.catalog import DEFAULT_AUDIO_MODEL, DEFAULT_IMAGE_MODEL, forget_metadata, model_meta, resolve
 from vqcodec.errors import MissingModelError
 from vqcodec.nets.audio import AudioNetConfig
 from vqcodec.nets.image import ImageNetConfig
@@ -88,7 +87,7 @@ def set_levels(path: Path, levels: list[tuple[str, int]] | None) -> None:
     if levels is not None:
         meta["levels"] = [[name, stages] for name, stages in levels]
     save_tensors(path, tensors, meta)
-    _catalog_meta.cache_clear()  # the metadata read before is stale
+    forget_metadata()
 
 
 @lru_cache(maxsize=8)

@@ -109,8 +109,9 @@ class ImageCodec(MediaCodec):
 
 
 def _level_named(meta: dict, quality: int, coded: container.Header) -> str:
-    """ "quality 4", with the tiles given one stage more by a size target ("quality 4-5 by tile")
-    and a family's other model that coded it ("quality 2 (img2-16)")."""
+    """The level as `compress` prints it: "quality 4", with the tiles given one stage more by a
+    size target ("quality 4-5 by tile") and a family's other model that coded it ("quality 2
+    (img2-16)")."""
     name, stages = catalog.quality_levels(meta)[quality - 1]
     extra = coded.quality - stages  # a size target may give some tiles one stage more
     level = f"quality {quality}-{quality + extra} by tile" if extra else f"quality {quality}"

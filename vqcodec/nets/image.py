@@ -7,7 +7,7 @@ Two families, chosen by `ImageNetConfig.arch`:
   blocks at the widest level.
 A coarse level (`coarse_width` > 0) halves the latent grid once more, for the lowest rates: a
 stride-2 level after the encoder and its mirror before the decoder, so that a model of the
-factor-8 architecture can start the coarse one with all its layers (`train.loop.resume_vqvae`).
+factor-8 architecture can start the coarse one with all its layers (`train.loop.start_layers`).
 Neither has batch statistics, so the networks are fully convolutional: a tile of an image
 gives the same latents as the same region of the whole image, away from the tile's border
 (see ``codec.tiled``).
