@@ -14,6 +14,7 @@ the table of points and the levels, for the card. Never run on Kodak: that is fo
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -58,6 +59,9 @@ def choose_levels(fine: list[tuple[float, float]], coarse: list[tuple[float, flo
 
 
 def main(fine_path: Path, coarse_path: Path) -> None:
+    if fine_path.parent != coarse_path.parent:
+        sys.exit("the family's models must be in one folder: a family finds its models beside its first")
+    os.environ["VQCODEC_MODELS"] = str(fine_path.parent)  # decoding finds a file's model by name
     _, held_out = held_out_split({"photos": list_images(TRAINING_PHOTOS)})
     picks = held_out["photos"][:: max(1, len(held_out["photos"]) // PHOTOS)][:PHOTOS]
     photos = [load_image(p).pixels for p in picks]
