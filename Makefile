@@ -3,7 +3,7 @@ KODAK ?= ../shared/data/images/kodak
 
 AUDIO ?= ../shared/data/audio/test
 
-.PHONY: results results-audio test
+.PHONY: results results-audio test img2-family
 results:
 	vqcodec bench image $(KODAK) -o results/kodak
 	vqcodec bench large $(KODAK)/kodim01.png -o results/kodak/large.json -q 6
@@ -18,3 +18,17 @@ results-audio:
 	vqcodec bench audio $(AUDIO) -o results/audio
 	vqcodec bench long $(AUDIO)/music_Kevin_MacLeod_-_Vibe_Ace.ogg -o results/audio/long.json --minutes 1 --minutes 60
 	python scripts/audio_model_card.py models/aud1.safetensors results/audio
+
+# img2's family once its two models are trained (issue 24): a prior for each (from the training
+# caches, or from the committed checkpoints when the caches are gone), the family's levels on
+# held-out training photos, then Kodak with whole files against the baselines measured before.
+PRIOR_MINUTES ?= 20
+img2-family:
+	for name in img2 img2-16; do \
+	  [ -d ~/.cache/vqcodec/$$name ] || cp models/training/$$name.safetensors models/$$name.safetensors; \
+	  vqcodec train image -o models/$$name --config configs/$$name.toml --vqvae-minutes 0 \
+	    --prior-minutes $(PRIOR_MINUTES) --threads 1 & \
+	done; wait
+	python scripts/family_levels.py models/img2.safetensors models/img2-16.safetensors
+	mkdir -p results/kodak-img2 && cp results/kodak/jpeg.json results/kodak/webp.json results/kodak/avif.json results/kodak/jpegxl.json results/kodak-img2/
+	vqcodec bench image $(KODAK) -o results/kodak-img2 -m img2 --reuse
