@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from vqcodec import catalog
 from vqcodec.bench.image import psnr_rgb
 from vqcodec.codec import image as image_codec
 from vqcodec.media.image import list_images, load_image
-from vqcodec.registry import load_image_model, set_levels
+from vqcodec.registry import set_levels
 from vqcodec.train.trainer import held_out_split
 
 TRAINING_PHOTOS = Path("../shared/data/images/train")
@@ -33,7 +34,7 @@ PHOTOS = 24
 def measure(model: Path, photos: list[np.ndarray]) -> list[tuple[float, float]]:
     """(mean bpp, mean PSNR) of the whole files of each stage count 1..N of `model`."""
     points = []
-    for stages in range(1, load_image_model(model).num_stages + 1):
+    for stages in range(1, catalog.num_stages(catalog.model_meta(model)) + 1):
         bpp, psnr = [], []
         for pixels in photos:
             data = image_codec.compress(pixels, quality=stages, model=str(model))
@@ -68,7 +69,7 @@ def main(fine_path: Path, coarse_path: Path) -> None:
     set_levels(fine_path, None)  # measure the fine model's own stages
     fine, coarse = measure(fine_path, photos), measure(coarse_path, photos)
     kept, first = choose_levels(fine, coarse)
-    fine_name, coarse_name = load_image_model(fine_path).name, load_image_model(coarse_path).name
+    fine_name, coarse_name = (catalog.model_meta(path)["name"] for path in (fine_path, coarse_path))
     levels = [(coarse_name, s) for s in range(1, kept + 1)] + [(fine_name, s) for s in range(first, len(fine) + 1)]
     set_levels(fine_path, levels)
     print(f"Held-out training photos: {len(photos)}, whole files.\n")

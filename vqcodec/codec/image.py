@@ -170,17 +170,20 @@ def compress_to_target(
     rgb = load_image(image, keep_metadata)
     levels = catalog.quality_levels(catalog.model_meta(model, "image"))
     members = list(dict.fromkeys(name for name, _ in levels))  # in the order of their levels
-    for tried, name in enumerate(members[::-1] if max_bytes is not None else members, 1):
+
+    def target_with(name: str) -> tuple[bytes, int, float | None]:
         stages = [s for member, s in levels if member == name]
         codec_model = load_image_model(catalog.member_model(model, name), pick_device(device))
-        try:
-            data, found, psnr = _target_of(codec_model, rgb, max_bytes, min_psnr, (min(stages), max(stages)))
-        except UsageError:
-            if tried == len(members):
-                raise
-            continue
+        data, found, psnr = _target_of(codec_model, rgb, max_bytes, min_psnr, (min(stages), max(stages)))
         return data, levels.index((name, found)) + 1, psnr
-    raise AssertionError("unreachable: the last model's error is raised")
+
+    order = members[::-1] if max_bytes is not None else members
+    for name in order[:-1]:
+        try:
+            return target_with(name)
+        except UsageError:  # this model cannot meet the target: the next one in the order
+            continue
+    return target_with(order[-1])  # the last one's error names the closest the family reaches
 
 
 def _target_of(codec_model: CodecModel, rgb: RGBImage, max_bytes, min_psnr, stage_range: tuple[int, int]):

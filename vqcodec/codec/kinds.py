@@ -63,11 +63,13 @@ class ImageCodec(MediaCodec):
                 image, target["max_bytes"], target["min_psnr"], model, device
             )
             reached = "" if psnr is None else f", PSNR {psnr:.2f} dB"
+            top = container.unpack(data)[0].quality  # a size target may give some tiles one stage more
+            extra = top - catalog.quality_levels(meta)[quality - 1][1]
         else:
-            data = image_codec.compress(image, quality=quality, model=model, device=device)
+            data, extra = image_codec.compress(image, quality=quality, model=model, device=device), 0
         bpp = len(data) * 8 / (width * height)
         kept = "".join(f", {name} {len(value):,} bytes kept" for name, value in image.metadata)
-        level = _level_named(meta, quality, container.unpack(data)[0])
+        level = _level_named(meta, quality, extra)
         return data, f"{width}x{height}, {level}, {len(data):,} bytes, {bpp:.4f} bpp{reached}{kept}"
 
     def unpack(self, data: bytes) -> tuple[container.Header, list[container.Chunk]]:
@@ -108,12 +110,10 @@ class ImageCodec(MediaCodec):
         return inspect_image(data, device)
 
 
-def _level_named(meta: dict, quality: int, coded: container.Header) -> str:
-    """The level as `compress` prints it: "quality 4", with the tiles given one stage more by a
-    size target ("quality 4-5 by tile") and a family's other model that coded it ("quality 2
-    (img2-16)")."""
-    name, stages = catalog.quality_levels(meta)[quality - 1]
-    extra = coded.quality - stages  # a size target may give some tiles one stage more
+def _level_named(meta: dict, quality: int, extra: int) -> str:
+    """The level as `compress` prints it: "quality 4", with `extra` stages more in some tiles
+    ("quality 4-5 by tile") and a family's other model that coded it ("quality 2 (img2-16)")."""
+    name = catalog.quality_levels(meta)[quality - 1][0]
     level = f"quality {quality}-{quality + extra} by tile" if extra else f"quality {quality}"
     return level if name == meta["name"] else f"{level} ({name})"
 
