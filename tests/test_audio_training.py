@@ -226,3 +226,23 @@ def test_a_grown_decoder_starts_as_the_trained_one():
         assert torch.equal(trained.decoder(latents), grown.decoder(latents))
         grown.decoder.net[-3].grown.body[3].weight.add_(0.1)  # and it is a layer that can learn
         assert not torch.equal(trained.decoder(latents), grown.decoder(latents))
+
+
+def test_a_wider_decoder_starts_as_the_trained_one(tmp_path):
+    from vqcodec.train.loop import load_grown
+
+    torch.manual_seed(0)
+    trained = AudioVQVAE(dataclasses.replace(TINY_AUDIO, grown_dilation=9)).eval()
+    wider = dataclasses.replace(TINY_AUDIO, grown_dilation=9, decoder_widths=(20, 12, 4), frame_units=2)
+    grown = AudioVQVAE(wider).eval()
+    assert load_grown(grown, trained.state_dict()) > 0
+    latents = torch.randn(2, TINY_AUDIO.latent_dim, 1, 12)
+    with torch.no_grad():
+        assert torch.allclose(trained.decoder(latents), grown.decoder(latents), atol=1e-6)
+        assert torch.equal(trained.encoder.net[0].weight, grown.encoder.net[0].weight)
+        # the copies of a channel differ in how they are read, so training can tell them apart
+        assert not torch.equal(grown.decoder.net[2].weight[:, :4], grown.decoder.net[2].weight[:, 4:8])
+        grown.decoder.frame[1].body[3].weight.add_(0.1)  # the frame-rate units are layers that learn
+        assert not torch.allclose(trained.decoder(latents), grown.decoder(latents), atol=1e-6)
+    with pytest.raises(ValueError, match="cannot grow"):
+        load_grown(AudioVQVAE(TINY_AUDIO), grown.state_dict())

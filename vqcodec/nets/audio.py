@@ -34,6 +34,13 @@ class AudioNetConfig:
     # made to start as the identity, so a trained model's weights load into it unchanged and it
     # grows from there (aud2's candidate of the 1, 3, 9 dilations of SEANet).
     grown_dilation: int = 0
+    # The "conv" decoder's channels after its first convolution and after each upsampling (empty:
+    # the encoder's, mirrored). A model with wider ones can start as a trained narrower one, its
+    # channels duplicated (`train.loop.load_grown`), and learn from there.
+    decoder_widths: tuple[int, ...] = ()
+    # Residual units at the frame rate after the "conv" decoder's first convolution, dilations
+    # 1, 3, 9, ..., each starting as the identity: capacity where it costs least decoding time.
+    frame_units: int = 0
 
     @property
     def hop(self) -> int:
@@ -42,6 +49,15 @@ class AudioNetConfig:
     @property
     def frame_rate(self) -> float:
         return self.sample_rate / self.hop
+
+    @property
+    def conv_decoder_widths(self) -> tuple[int, ...]:
+        """Channels of the "conv" decoder at the frame rate and after each upsampling."""
+        mirrored = tuple(self.base_width * 2**i for i in reversed(range(len(self.strides) + 1)))
+        widths = self.decoder_widths or mirrored
+        if len(widths) != len(mirrored):
+            raise ValueError(f"decoder_widths needs {len(mirrored)} widths, one per rate, not {len(widths)}")
+        return widths
 
 
 def planar(net: nn.Module) -> nn.Module:
@@ -117,14 +133,19 @@ class ResUnit1d(nn.Module):
             _act(cfg, width),
             nn.Conv1d(width, width, 1),
         )
-        self.grown = ResUnit1d(width, grown, cfg) if grown else None
-        if self.grown is not None:
-            nn.init.zeros_(self.grown.body[3].weight)
-            nn.init.zeros_(self.grown.body[3].bias)
+        self.grown = identity_unit(width, grown, cfg) if grown else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.body(x)
         return x if self.grown is None else self.grown(x)
+
+
+def identity_unit(width: int, dilation: int, cfg: AudioNetConfig) -> ResUnit1d:
+    """A residual unit whose last convolution starts at zero: the identity until it learns."""
+    unit = ResUnit1d(width, dilation, cfg)
+    nn.init.zeros_(unit.body[3].weight)
+    nn.init.zeros_(unit.body[3].bias)
+    return unit
 
 
 class AudioEncoder(nn.Module):
@@ -155,32 +176,36 @@ class AudioDecoder(nn.Module):
 
     def __init__(self, cfg: AudioNetConfig):
         super().__init__()
-        width = cfg.base_width * 2 ** len(cfg.strides)
-        layers: list[nn.Module] = [nn.Conv1d(cfg.latent_dim, width, 7, padding=3)]
-        for stride in reversed(cfg.strides):
-            layers.append(_act(cfg, width))
+        widths = cfg.conv_decoder_widths
+        layers: list[nn.Module] = [nn.Conv1d(cfg.latent_dim, widths[0], 7, padding=3)]
+        for stride, width_in, width in zip(reversed(cfg.strides), widths[:-1], widths[1:], strict=True):
+            layers.append(_act(cfg, width_in))
             layers.append(
                 nn.ConvTranspose1d(
+                    width_in,
                     width,
-                    width // 2,
                     2 * stride,
                     stride=stride,
                     padding=stride // 2 + stride % 2,
                     output_padding=stride % 2,
                 )
             )
-            width //= 2
             layers += [ResUnit1d(width, 1, cfg), ResUnit1d(width, 3, cfg, grown=cfg.grown_dilation)]
-        layers += [_act(cfg, width), nn.Conv1d(width, 1, 7, padding=3)]
+        layers += [_act(cfg, widths[-1]), nn.Conv1d(widths[-1], 1, 7, padding=3)]
         self.net = nn.Sequential(*layers)
+        # Its own module, not in `net`, so that `net`'s layer names (and trained weights) stay.
+        self.frame = nn.Sequential(*(identity_unit(widths[0], 3 ** (i % 3), cfg) for i in range(cfg.frame_units)))
         self.hop = cfg.hop
         self.planar = False
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         frames = latents.shape[-1]
         if self.planar:
-            return run_planar(self.net, latents)[:, :, 0, : frames * self.hop].contiguous()
-        return self.net(latents.squeeze(2))[..., : frames * self.hop]
+            x = run_planar(self.net[:1], latents)
+            x = run_planar(self.net[1:], run_planar(self.frame, x))
+            return x[:, :, 0, : frames * self.hop].contiguous()
+        x = self.net[0](latents.squeeze(2))
+        return self.net[1:](self.frame(x))[..., : frames * self.hop]
 
 
 class ConvNeXtBlock(nn.Module):

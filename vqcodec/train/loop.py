@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch import nn
 from tqdm import tqdm
 
 from vqcodec.errors import UsageError
@@ -329,10 +330,11 @@ def resume_vqvae(
         return meta["step"], meta.get("train_seconds", 0.0)
     if init_weights is not None:
         tensors, meta = load_tensors(init_weights)
-        model.load_state_dict({k[6:]: v.float() for k, v in tensors.items() if k.startswith("vqvae.")}, strict=False)
+        widened = load_grown(model, {k[6:]: v.float() for k, v in tensors.items() if k.startswith("vqvae.")})
         model.quantizer.restart_statistics()
         step = meta.get("vqvae_steps", 0)
-        print(f"started from shipped weights {init_weights} (step {step}, fresh optimizer)")
+        grown = f", {widened} tensors widened" if widened else ""
+        print(f"started from shipped weights {init_weights} (step {step}, fresh optimizer{grown})")
         return step, meta.get("vqvae_train_seconds", 0.0)
     if start_from is not None:
         print(f"new run: {start_layers(model, start_from)} tensors from {start_from}, new codebooks")
@@ -350,6 +352,58 @@ def start_layers(model: torch.nn.Module, source: Path) -> int:
     taken = {n: tensors[f"vqvae.{n}"].float() for n in shared if tensors[f"vqvae.{n}"].shape == own[n].shape}
     model.load_state_dict(taken, strict=False)
     return len(taken)
+
+
+def load_grown(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> int:
+    """Load `tensors` (a trained model's) into `model`, which may have more channels in some
+    layers (`AudioNetConfig.decoder_widths`), and return how many tensors were widened.
+
+    Net2net: a widened layer's channel j is a copy of the trained layer's channel j mod C, and
+    the layers that read those channels share each trained input weight among its copies, so
+    the grown model computes exactly what the trained one did. The shares are unequal (a
+    tenth apart), or the copies would receive the same gradients and stay copies for ever.
+    Tensors `model` lacks are ignored, and those only `model` has keep their initial values.
+    """
+    own = model.state_dict()
+    layers = dict(model.named_modules())
+    loaded, widened = {}, 0
+    for name, tensor in tensors.items():
+        if name not in own:
+            continue
+        if tensor.shape != own[name].shape:
+            layer = layers[name.rpartition(".")[0]]
+            tensor = _widened(
+                tensor, own[name].shape, isinstance(layer, (nn.ConvTranspose1d, nn.ConvTranspose2d)), name
+            )
+            widened += 1
+        loaded[name] = tensor
+    model.load_state_dict(loaded, strict=False)
+    return widened
+
+
+def _widened(tensor: torch.Tensor, shape: torch.Size, transposed: bool, name: str) -> torch.Tensor:
+    """`tensor` of a trained layer grown to `shape`: its output channels copied, its input
+    channels (dimension 0 of a transposed convolution's weight, else 1) copied and shared."""
+    if tensor.dim() != len(shape) or any(new < old for new, old in zip(shape, tensor.shape, strict=True)):
+        raise ValueError(f"{name}: cannot grow {tuple(tensor.shape)} to {tuple(shape)}")
+    if tensor.dim() > 2 and tensor.shape[2:] != shape[2:]:
+        raise ValueError(f"{name}: a kernel of {tuple(tensor.shape[2:])} cannot become {tuple(shape[2:])}")
+    input_dim = (0 if transposed else 1) if tensor.dim() > 1 else None
+    for dim in range(min(tensor.dim(), 2)):
+        old, new = tensor.shape[dim], shape[dim]
+        copies = torch.arange(new)
+        tensor = tensor.index_select(dim, copies % old)
+        if dim == input_dim:
+            tensor = tensor * _shares(old, new).view(-1, *[1] * (tensor.dim() - dim - 1))
+    return tensor
+
+
+def _shares(old: int, new: int) -> torch.Tensor:
+    """For channel j of `new` copying channel j mod `old`: its share of that channel's weight.
+    Each channel's shares sum to 1; copy r of n gets (1 + 0.1 (r - (n - 1) / 2)) / n."""
+    j = torch.arange(new)
+    copy, count = j // old, (new - 1 - j % old) // old + 1
+    return (1 + 0.1 * (copy - (count - 1) / 2)) / count
 
 
 def load_trained_vqvae(cache: Path, kind: str, init_weights: Path | None = None):
