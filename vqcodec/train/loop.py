@@ -391,8 +391,7 @@ def _widened(tensor: torch.Tensor, shape: torch.Size, transposed: bool, name: st
     input_dim = (0 if transposed else 1) if tensor.dim() > 1 else None
     for dim in range(min(tensor.dim(), 2)):
         old, new = tensor.shape[dim], shape[dim]
-        copies = torch.arange(new)
-        tensor = tensor.index_select(dim, copies % old)
+        tensor = tensor.index_select(dim, torch.arange(new) % old)
         if dim == input_dim:
             tensor = tensor * _shares(old, new).view(-1, *[1] * (tensor.dim() - dim - 1))
     return tensor
