@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from cli.main import _require_extra, device_option, main
-from vqcodec.catalog import DEFAULT_AUDIO_MODEL, DEFAULT_IMAGE_MODEL, DEFAULT_QUALITY
+from vqcodec import catalog
+from vqcodec.catalog import DEFAULT_AUDIO_MODEL, DEFAULT_IMAGE_MODEL
 
 
 def results_option(default: str, folder: bool = True):
@@ -120,12 +121,13 @@ def bench_long_cmd(source: Path, output: Path, minutes: tuple[float, ...], bitra
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @results_option("results/large.json", folder=False)
 @click.option("-m", "--model", default=DEFAULT_IMAGE_MODEL, show_default=True)
-@click.option("-q", "--quality", type=int, default=DEFAULT_QUALITY, show_default=True)
+@click.option("-q", "--quality", type=int, help="Level [the model's default].")
 @device_option("cpu")
-def bench_large_cmd(source: Path, output: Path, model: str, quality: int, device: str) -> None:
+def bench_large_cmd(source: Path, output: Path, model: str, quality: int | None, device: str) -> None:
     """Time and peak memory of 1.5, 6 and 24 megapixel photos made by resizing SOURCE."""
     from vqcodec.bench.image import bench_large
 
+    quality = quality or catalog.default_quality(catalog.model_meta(model, "image"))
     rows = bench_large(source, [(1500, 1000), (3000, 2000), (6000, 4000)], quality, model, device)
     line = "{width}x{height}: encode {encode_s:.1f} s, decode {decode_s:.1f} s, peak memory {peak_rss_mb:.0f} MB"
     _save_rows(output, rows, line)

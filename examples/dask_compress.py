@@ -20,10 +20,11 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import vqcodec
+from vqcodec import catalog
 from vqcodec.media.image import list_images
 
 
-def compress_folder(client, photos: Path, out_dir: Path, quality: int, model: str) -> dict[Path, str]:
+def compress_folder(client, photos: Path, out_dir: Path, quality: int | None, model: str) -> dict[Path, str]:
     """Code every image under `photos` into `out_dir` on the cluster behind `client`; returns
     {photo: error message} for the photos that failed."""
     from distributed import as_completed
@@ -50,8 +51,8 @@ def main() -> int:
     parser.add_argument("photos", type=Path)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--scheduler", help="address of a running scheduler (default: a local cluster)")
-    parser.add_argument("-q", "--quality", type=int, default=vqcodec.DEFAULT_QUALITY)
-    parser.add_argument("-m", "--model", default="img1")
+    parser.add_argument("-q", "--quality", type=int, help="level [the model's default]")
+    parser.add_argument("-m", "--model", default=catalog.DEFAULT_IMAGE_MODEL)
     args = parser.parse_args()
     from distributed import Client, LocalCluster
 

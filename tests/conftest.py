@@ -24,6 +24,7 @@ TINY_GDN_NET = ImageNetConfig(
 # That family with a coarse level: latents at 1/16 (as img2-16).
 TINY_COARSE_NET = replace(TINY_GDN_NET, coarse_width=8)
 FAMILY_LEVELS = [("tinyfam16", 1), ("tinyfam16", 2), ("tinyfam", 1), ("tinyfam", 2), ("tinyfam", 3)]
+FAMILY_DEFAULT = 4  # the level coded when none is asked for
 
 
 def _build(path: Path, name: str, seed: int, vqvae, prior_cfg: PriorConfig, grid: tuple[int, ...]) -> Path:
@@ -62,7 +63,7 @@ def models_dir(tmp_path_factory) -> Path:
     # A family: tinyfam's lowest two levels are coded by tinyfam16, at 1/16, its other three by itself.
     build_tiny_model(folder / "tinyfam16.safetensors", name="tinyfam16", net=TINY_COARSE_NET, seed=1)
     build_tiny_model(folder / "tinyfam.safetensors", name="tinyfam", net=TINY_GDN_NET, seed=1)
-    set_levels(folder / "tinyfam.safetensors", FAMILY_LEVELS)
+    set_levels(folder / "tinyfam.safetensors", FAMILY_LEVELS, FAMILY_DEFAULT)
     build_tiny_audio_model(folder / "tinyaudio.safetensors")
     return folder
 

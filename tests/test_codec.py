@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from PIL import Image
 
 import vqcodec
@@ -179,6 +180,21 @@ def test_a_familys_levels_pick_its_model_and_stages(photo):
         vqcodec.compress(photo, quality=6, model="tinyfam")
     # A member used alone counts its own stages.
     assert image_codec.read_header(vqcodec.compress(photo, quality=3, model="tinyfam16")).quality == 3
+
+
+def test_without_a_level_a_model_codes_its_default_one(photo, tmp_path):
+    """A family's own default level (API and command line alike); DEFAULT_QUALITY, or the top
+    stage of a model with fewer, for a model that names none."""
+    from cli.main import main
+
+    from .conftest import FAMILY_DEFAULT, FAMILY_LEVELS
+
+    header = image_codec.read_header(vqcodec.compress(photo, model="tinyfam"))
+    assert (header.model_name, header.quality) == FAMILY_LEVELS[FAMILY_DEFAULT - 1]
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    result = CliRunner().invoke(main, ["compress", str(tmp_path / "photo.png"), "-m", "tinyfam"])
+    assert result.exit_code == 0 and f"quality {FAMILY_DEFAULT}," in result.output, result.output
+    assert image_codec.read_header(vqcodec.compress(photo, model="tiny")).quality == 3  # tiny has 3 stages
 
 
 def test_a_familys_size_and_psnr_targets_search_its_levels(photo):

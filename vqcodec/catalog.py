@@ -17,7 +17,7 @@ from vqcodec.errors import MissingModelError, UsageError
 
 DEFAULT_IMAGE_MODEL = "img1"
 DEFAULT_AUDIO_MODEL = "aud1"
-DEFAULT_QUALITY = 4  # image: residual stages coded
+DEFAULT_QUALITY = 4  # image: the level of a model that names no default level of its own
 DEFAULT_BITRATE = 6.0  # sound: kbps before the prior's saving
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}  # found in folders
@@ -94,6 +94,13 @@ def quality_levels(meta: dict) -> list[tuple[str, int]]:
         if stages != list(range(stages[0], stages[0] + len(stages))) or stages[0] < 1:
             raise MissingModelError(f"model '{meta['name']}' lists levels of '{name}' that are not consecutive stages")
     return levels
+
+
+def default_quality(meta: dict) -> int:
+    """The level an image is coded at when none is asked for: the one a family names
+    ("default_level", chosen with its levels by `scripts/family_levels.py`), else
+    DEFAULT_QUALITY (at most the model's number of levels)."""
+    return int(meta.get("default_level", min(DEFAULT_QUALITY, len(quality_levels(meta)))))
 
 
 def check_quality(meta: dict, quality: int) -> None:

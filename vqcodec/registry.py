@@ -78,14 +78,18 @@ def save_model(
     save_tensors(path, tensors, meta)
 
 
-def set_levels(path: Path, levels: list[tuple[str, int]] | None) -> None:
+def set_levels(path: Path, levels: list[tuple[str, int]] | None, default_level: int | None = None) -> None:
     """Make the model file `path` the first of a family: its quality levels are these (model
-    name, stages), in order of rate (`catalog.quality_levels`); None: its own stages again.
-    Its tensors, and so its hash and the files it made, are unchanged."""
+    name, stages), in order of rate (`catalog.quality_levels`), and `default_level` the one
+    coded when none is asked for; None: its own stages again. Its tensors, and so its hash and
+    the files it made, are unchanged."""
     tensors, meta = load_tensors(path)
     meta.pop("levels", None)
+    meta.pop("default_level", None)
     if levels is not None:
         meta["levels"] = [[name, stages] for name, stages in levels]
+    if default_level is not None:
+        meta["default_level"] = default_level
     save_tensors(path, tensors, meta)
     forget_metadata()
 

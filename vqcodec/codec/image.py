@@ -21,7 +21,6 @@ import torch
 from PIL import Image
 
 from vqcodec import catalog, container
-from vqcodec.catalog import DEFAULT_QUALITY
 from vqcodec.container import CHUNK_PIXELS, DEFAULT_MAX_PIXELS, Header
 from vqcodec.entropy import decode_chunk, encode_chunk, indices_crc, stage_bits
 from vqcodec.errors import CorruptFileError, UsageError
@@ -101,7 +100,7 @@ def decode_pixels(model: CodecModel, indices: torch.Tensor, height: int, width: 
 
 def compress(
     image: ImageLike,
-    quality: int = DEFAULT_QUALITY,
+    quality: int | None = None,
     model: str = DEFAULT_IMAGE_MODEL,
     device: str = "auto",
     keep_metadata: bool = False,
@@ -110,12 +109,15 @@ def compress(
 
     `quality` is the level: 1 (smallest) .. the model's number of residual quantizer stages
     (best), each level one stage more; a family's levels name a model and its stages
-    (`catalog.quality_levels`), and the file names the model that coded it. With
+    (`catalog.quality_levels`), and the file names the model that coded it. None: the
+    model's default level (`catalog.default_quality`). With
     `keep_metadata`, the source's EXIF, XMP and ICC profile are stored and given back by
     `decompress` (its pixels are then coded as they are, in the profile's colours, instead of
     converted to sRGB).
     """
     rgb = load_image(image, keep_metadata)
+    if quality is None:
+        quality = catalog.default_quality(catalog.model_meta(model, "image"))
     member, stages = catalog.level_model(model, quality)
     codec_model = load_image_model(member, pick_device(device))
     return _pack(codec_model, rgb, stages, encode_indices(codec_model, rgb.pixels, stages))

@@ -40,10 +40,10 @@ class ImageCodec(MediaCodec):
         from vqcodec.codec import image as image_codec
         from vqcodec.media.image import load_image
 
-        quality = options.get("quality", catalog.DEFAULT_QUALITY)
         target = {name: options.get(name) for name in ("max_bytes", "max_bpp", "min_psnr")}
         targeted = any(value is not None for value in target.values())
         meta = catalog.model_meta(model, self.kind)
+        quality = options.get("quality") or catalog.default_quality(meta)
         if not targeted:
             catalog.check_quality(meta, quality)
         keep_metadata = bool(options.get("keep_metadata"))
