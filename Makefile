@@ -1,4 +1,4 @@
-# Regenerate the README's results (Kodak, all 24 images) with the shipped model.
+# Regenerate the README's results (Kodak, all 24 images) with the shipped model (img2's family).
 KODAK ?= ../shared/data/images/kodak
 
 AUDIO ?= ../shared/data/audio/test
@@ -6,8 +6,8 @@ AUDIO ?= ../shared/data/audio/test
 .PHONY: results results-audio test img2-family
 results:
 	vqcodec bench image $(KODAK) -o results/kodak
-	vqcodec bench large $(KODAK)/kodim01.png -o results/kodak/large.json -q 6
-	python scripts/model_card.py models/img1.safetensors results/kodak
+	vqcodec bench large $(KODAK)/kodim01.png -o results/kodak/large.json
+	python scripts/model_card.py models/img2.safetensors results/kodak
 
 test:
 	python -m pytest -q
@@ -19,9 +19,9 @@ results-audio:
 	vqcodec bench long $(AUDIO)/music_Kevin_MacLeod_-_Vibe_Ace.ogg -o results/audio/long.json --minutes 1 --minutes 60
 	python scripts/audio_model_card.py models/aud1.safetensors results/audio
 
-# img2's family once its two models are trained (issue 24): a prior for each (from the training
-# caches, or from the committed checkpoints when the caches are gone), the family's levels on
-# held-out training photos, then Kodak with whole files against the baselines measured before.
+# img2's family from its training runs (issue 24): a prior for each (from the training caches, or
+# from the committed checkpoints when the caches are gone), then the family's levels on held-out
+# training photos; `make results` then measures it on Kodak.
 PRIOR_MINUTES ?= 20
 img2-family:
 	for name in img2 img2-16; do \
@@ -30,5 +30,3 @@ img2-family:
 	    --prior-minutes $(PRIOR_MINUTES) --threads 1 & \
 	done; wait
 	python scripts/family_levels.py models/img2.safetensors models/img2-16.safetensors
-	mkdir -p results/kodak-img2 && cp results/kodak/jpeg.json results/kodak/webp.json results/kodak/avif.json results/kodak/jpegxl.json results/kodak-img2/
-	vqcodec bench image $(KODAK) -o results/kodak-img2 -m img2 --reuse

@@ -35,3 +35,21 @@ def test_bd_rate_uses_only_the_overlap_and_reports_none_without_one():
     shifted = dist + 3  # B covers 29..35: overlap 29..32, same curve there
     assert bd_rate(rate, dist, np.exp(shifted / 10), shifted) == pytest.approx(0.0, abs=1e-6)
     assert bd_rate(rate, dist, rate, dist + 10) is None
+
+
+def test_the_priors_saving_counts_every_index_of_the_levels_model(photo):
+    """A family's level 1 is tinyfam16's first stage: 16 codes (4 bits) on a 1/16 grid
+    (48x72 pixels: 3x5 indices); the saving compares whole files with that."""
+    import vqcodec
+    from vqcodec.bench.image import codebook_usage, prior_saving
+
+    from .conftest import FAMILY_LEVELS
+
+    usage = codebook_usage("tinyfam", "cpu", {"photo": photo})
+    assert [(r["model"], r["stage"]) for r in usage] == [(m, s) for m in ("tinyfam16", "tinyfam") for s in (1, 2, 3)]
+    bpp = [len(vqcodec.compress(photo, quality=q, model="tinyfam")) * 8 / photo[..., 0].size for q in (1, 5)]
+    rows = prior_saving("tinyfam", {"quality": [1, 5], "bpp": bpp}, usage)
+    assert rows[0]["raw_bpp"] == pytest.approx(4 * 3 * 5 / (48 * 72))
+    assert (rows[1]["model"], rows[1]["stages"]) == FAMILY_LEVELS[4]
+    assert rows[1]["raw_bpp"] == pytest.approx((4 + 5 + 5) * 6 * 9 / (48 * 72))  # 1/8 grid, 16, 32, 32 codes
+    assert all(r["saving"] == pytest.approx(1 - b / r["raw_bpp"]) for r, b in zip(rows, bpp, strict=True))

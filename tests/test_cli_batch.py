@@ -72,11 +72,13 @@ def test_a_folder_of_photos_and_sounds_gives_each_the_options_of_its_medium(tmp_
 
     import soundfile
 
+    from vqcodec.catalog import DEFAULT_AUDIO_MODEL, DEFAULT_IMAGE_MODEL
+
     from .conftest import build_tiny_audio_model, build_tiny_model
 
     models = tmp_path / "models"  # the tiny models under the default names, so no -m is needed
-    build_tiny_model(models / "img1.safetensors", name="img1")
-    build_tiny_audio_model(models / "aud1.safetensors", name="aud1")
+    build_tiny_model(models / f"{DEFAULT_IMAGE_MODEL}.safetensors", name=DEFAULT_IMAGE_MODEL)
+    build_tiny_audio_model(models / f"{DEFAULT_AUDIO_MODEL}.safetensors", name=DEFAULT_AUDIO_MODEL)
     monkeypatch.setenv("VQCODEC_MODELS", str(models))
     folder = tmp_path / "mixed"
     folder.mkdir()

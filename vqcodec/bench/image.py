@@ -291,25 +291,43 @@ def visual_comparison(
 
 
 def codebook_usage(model: str, device: str, images: dict[str, np.ndarray]) -> list[dict]:
-    """Per stage: fraction of the codebook used over all images, and the entropy of its histogram."""
-    loaded = load_image_model(model, image_codec.pick_device(device))
-    counts = [np.zeros(k, dtype=np.int64) for k in loaded.vqvae.cfg.codebook_sizes]
-    for pixels in images.values():
-        for chunk in image_codec.encode_indices(loaded, pixels, loaded.num_stages):
-            for s, grid in enumerate(chunk):
-                counts[s] += np.bincount(grid.flatten().numpy(), minlength=len(counts[s]))
+    """Per stage of each model of `model`'s family (or of `model` alone): the fraction of its
+    codebook used over all images, the entropy of its histogram and its indices per pixel."""
+    members = dict.fromkeys(name for name, _ in catalog.quality_levels(catalog.model_meta(model, "image")))
+    pixels = sum(p.shape[0] * p.shape[1] for p in images.values())
     rows = []
-    for s, c in enumerate(counts):
-        p = c[c > 0] / c.sum()
-        rows.append(
-            {
-                "stage": s + 1,
-                "codes": len(c),
-                "used_fraction": float((c > 0).mean()),
-                "entropy_bits": float(abs(-(p * np.log2(p)).sum())),
-                "raw_bits": float(np.log2(len(c))),
-            }
-        )
+    for name in members:
+        loaded = load_image_model(catalog.member_model(model, name), image_codec.pick_device(device))
+        counts = [np.zeros(k, dtype=np.int64) for k in loaded.vqvae.cfg.codebook_sizes]
+        for photo in images.values():
+            for chunk in image_codec.encode_indices(loaded, photo, loaded.num_stages):
+                for s, grid in enumerate(chunk):
+                    counts[s] += np.bincount(grid.flatten().numpy(), minlength=len(counts[s]))
+        for s, c in enumerate(counts):
+            p = c[c > 0] / c.sum()
+            rows.append(
+                {
+                    "model": loaded.name,
+                    "stage": s + 1,
+                    "codes": len(c),
+                    "used_fraction": float((c > 0).mean()),
+                    "entropy_bits": float(abs(-(p * np.log2(p)).sum())),
+                    "raw_bits": float(np.log2(len(c))),
+                    "indices_per_pixel": float(c.sum() / pixels),
+                }
+            )
+    return rows
+
+
+def prior_saving(model: str, ours: dict, usage: list[dict]) -> list[dict]:
+    """Per level benched: what the whole files (headers and checks included) save against
+    log2(K) bits for every index of the stages the level codes."""
+    levels = catalog.quality_levels(catalog.model_meta(model, "image"))
+    rows = []
+    for q, bpp in zip(ours["quality"], ours["bpp"], strict=True):
+        name, stages = levels[int(q) - 1]
+        raw = sum(r["raw_bits"] * r["indices_per_pixel"] for r in usage if r["model"] == name and r["stage"] <= stages)
+        rows.append({"quality": q, "model": name, "stages": stages, "raw_bpp": raw, "saving": 1 - bpp / raw})
     return rows
 
 
@@ -346,12 +364,14 @@ def bench_images(
         results.append(res)
         path.write_text(json.dumps(res, indent=1))
     table = bd_table(results[0], results[1:])
+    usage = codebook_usage(model, device, images)
     summary = {
         "folder": str(folder),
         "images": len(images),
         "bd_rate_vs_baselines": table,
         "vqcodec": {k: results[0]["results"][k] for k in ("quality", "bpp", "psnr-rgb", "ms-ssim-rgb")},
-        "codebook_usage": codebook_usage(model, device, images),
+        "codebook_usage": usage,
+        "prior_saving": prior_saving(model, results[0]["results"], usage),
         "environment": environment(),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
