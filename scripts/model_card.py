@@ -13,6 +13,8 @@ from pathlib import Path
 
 from vqcodec.quantizer import SEARCH_BEAM, SEARCHED_STAGES
 
+README = Path(__file__).resolve().parent.parent / "README.md"
+
 
 def fmt_bd(v):
     return "no overlap" if v is None else f"{v:+.1f} %"
@@ -70,20 +72,16 @@ SEARCH_NOTE = f"""Encoded with the code search of `vqcodec.quantizer` (a beam of
 {SEARCHED_STAGES} stages), as `vqcodec compress` does."""
 
 
-def publish(model: Path, card: str | None, table: str, marker: str) -> None:
-    """Write the card beside the model (None: keep it, replacing its table between the markers),
-    the table into the README between its markers, and show it."""
-    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
-    if card is not None:
-        model.with_suffix(".md").write_text(card)
-    else:
-        replace_between(model.with_suffix(".md"), start, end, table)
-    replace_between(Path(__file__).resolve().parent.parent / "README.md", start, end, table)
+def publish(model: Path, card: str, table: str, marker: str) -> None:
+    """Write the card beside the model, the table into the README between its markers, and show it."""
+    model.with_suffix(".md").write_text(card)
+    replace_between(README, marker, table)
     print(table)
 
 
-def replace_between(path: Path, start: str, end: str, text: str) -> None:
-    """Replace what lies between the two markers in the file (if both are there)."""
+def replace_between(path: Path, marker: str, text: str) -> None:
+    """Replace what lies between the file's `<!-- marker:start -->` and `<!-- marker:end -->` (if both are there)."""
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     body = path.read_text()
     if start in body and end in body:
         head, rest = body.split(start, 1)
@@ -91,4 +89,7 @@ def replace_between(path: Path, start: str, end: str, text: str) -> None:
 
 
 if __name__ == "__main__":
-    publish(Path(sys.argv[1]), None, tables(Path(sys.argv[2])), "results")
+    model, table = Path(sys.argv[1]), tables(Path(sys.argv[2]))
+    for path in (model.with_suffix(".md"), README):  # the card's other sections are written by hand
+        replace_between(path, "results", table)
+    print(table)

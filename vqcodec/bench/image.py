@@ -26,7 +26,7 @@ from vqcodec import catalog
 from vqcodec.codec import image as image_codec
 from vqcodec.errors import BadInputError
 from vqcodec.media.image import list_images, load_image
-from vqcodec.registry import load_image_model
+from vqcodec.registry import CodecModel, load_image_model
 
 
 # --- metrics ----------------------------------------------------------------------------------
@@ -290,6 +290,16 @@ def visual_comparison(
     return out
 
 
+def code_counts(loaded: CodecModel, images: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Per stage of the loaded model, how often each code is used over all images (every stage coded)."""
+    counts = [np.zeros(k, dtype=np.int64) for k in loaded.vqvae.cfg.codebook_sizes]
+    for photo in images.values():
+        for chunk in image_codec.encode_indices(loaded, photo, loaded.num_stages):
+            for s, grid in enumerate(chunk):
+                counts[s] += np.bincount(grid.flatten().numpy(), minlength=len(counts[s]))
+    return counts
+
+
 def codebook_usage(model: str, device: str, images: dict[str, np.ndarray]) -> list[dict]:
     """Per stage of each model of `model`'s family (or of `model` alone): the fraction of its
     codebook used over all images, the entropy of its histogram and its indices per pixel."""
@@ -298,12 +308,7 @@ def codebook_usage(model: str, device: str, images: dict[str, np.ndarray]) -> li
     rows = []
     for name in members:
         loaded = load_image_model(catalog.member_model(model, name), image_codec.pick_device(device))
-        counts = [np.zeros(k, dtype=np.int64) for k in loaded.vqvae.cfg.codebook_sizes]
-        for photo in images.values():
-            for chunk in image_codec.encode_indices(loaded, photo, loaded.num_stages):
-                for s, grid in enumerate(chunk):
-                    counts[s] += np.bincount(grid.flatten().numpy(), minlength=len(counts[s]))
-        for s, c in enumerate(counts):
+        for s, c in enumerate(code_counts(loaded, images)):
             p = c[c > 0] / c.sum()
             rows.append(
                 {
