@@ -296,9 +296,10 @@ def rescale(acc: torch.Tensor, mult: torch.Tensor, bias: torch.Tensor) -> torch.
     integer below 2**53, and dividing by a power of two and flooring are exact.
     """
     shape = (1, -1) + (1,) * (acc.dim() - 2)
-    offset = (bias.double() + 2.0 ** (SHIFT - 1)).view(shape)
-    # One fused multiply-add and in-place steps: 3x faster than separate ops, the same integers.
-    return torch.addcmul(offset, acc.double(), mult.double().view(shape)).mul_(2.0**-SHIFT).floor_()
+    # The division by 2**SHIFT moves into the constants: scaling by a power of two is exact, so
+    # the fused multiply-add gives the same value, with one pass fewer over the accumulators.
+    offset = ((bias.double() + 2.0 ** (SHIFT - 1)) * 2.0**-SHIFT).view(shape)
+    return torch.addcmul(offset, acc.double(), (mult.double() * 2.0**-SHIFT).view(shape)).floor_()
 
 
 class IntegerPrior:
