@@ -115,8 +115,8 @@ def test_an_adobe_rgb_image_decodes_to_its_srgb_colours(tmp_path):
         )
 
     # The reference is the sRGB original through the same codec (the codec alone may be off by
-    # several levels on such colours, and the 8-bit Adobe RGB file rounds them once more: 3.0
-    # levels with img2 at step 58,015); the file's raw values are 20 and more levels away.
+    # several levels on such colours, and the 8-bit Adobe RGB file rounds them once more: about
+    # 3 levels in all); the file's raw values are 20 and more levels away.
     best = len(family_levels())
     direct = vqcodec.decompress(vqcodec.compress(original, quality=best, device="cpu"), device="cpu")
     expected = patch_means(np.asarray(direct).astype(float))
