@@ -33,6 +33,12 @@ def _train_options(kind: str):
             click.option("--cache", type=click.Path(file_okay=False, path_type=Path), help="Training state folder."),
             click.option("--vqvae-minutes", type=float, help="Wall-clock minutes for the VQ-VAE (0: skip)."),
             click.option("--prior-minutes", type=float, help="Minutes for the prior (0: no prior, no export)."),
+            click.option(
+                "--vqvae-from",
+                type=click.Path(exists=True, dir_okay=False),
+                help="Where the cache has no state: the VQ-VAE's weights from this model file (a training "
+                "checkpoint) instead of OUT's; OUT's prior is still the prior's starting point.",
+            ),
             click.option("--lr", type=float, help="VQ-VAE learning rate."),
             click.option("--batch", type=int, help="VQ-VAE training crops or segments per step."),
             click.option(

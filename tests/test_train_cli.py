@@ -11,10 +11,12 @@ import sys
 import numpy as np
 import pytest
 import soundfile
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import main
+from vqcodec.weights import load_tensors, save_tensors
 
 TINY_AUDIO_RECIPE = """
 [train]
@@ -121,6 +123,28 @@ def test_train_image_then_code_with_the_new_model(tmp_path, monkeypatch):
     result = runner.invoke(main, again)
     assert result.exit_code == 0, result.output
     assert "VQ-VAE at step 1 " in result.output and (tmp_path / "cache.old-1" / "vqvae_state.safetensors").exists()
+
+
+def test_a_new_prior_for_checkpoint_weights_starts_from_the_shipped_prior(tmp_path):
+    """`--vqvae-from`: where the cache is gone, the VQ-VAE comes from a training checkpoint and
+    the prior still warm-starts from the output's (`make img2-family` on a new machine)."""
+    data = _photos(tmp_path / "data")
+    (tmp_path / "tiny.toml").write_text(TINY_IMAGE_RECIPE)
+    model = tmp_path / "mine.safetensors"
+    args = ["train", "image", str(data), "--config", str(tmp_path / "tiny.toml"), "--device", "cpu"]
+    first = [*args, "-o", str(model), "--max-steps", "2", "--cache", str(tmp_path / "cache")]
+    assert CliRunner().invoke(main, first).exit_code == 0
+    tensors, meta = load_tensors(model)
+    moved = {k: v * 1.5 if k.startswith("vqvae.decoder") else v for k, v in tensors.items()}
+    checkpoint = tmp_path / "checkpoint.safetensors"
+    save_tensors(checkpoint, {k: v for k, v in moved.items() if not k.startswith("prior.")}, meta)
+    again = [*args, "-o", str(model), "--vqvae-from", str(checkpoint), "--vqvae-minutes", "0"]
+    result = CliRunner().invoke(main, [*again, "--cache", str(tmp_path / "new-cache")])
+    assert result.exit_code == 0, result.output
+    assert "shipped integer prior" in result.output or "the shipped prior does not fit" in result.output
+    exported, _ = load_tensors(model)
+    decoder = [k for k in exported if k.startswith("vqvae.decoder")]
+    assert decoder and all(torch.equal(exported[k], moved[k].to(exported[k].dtype)) for k in decoder)
 
 
 def test_bad_recipe_is_a_usage_error(tmp_path):

@@ -42,6 +42,9 @@ class Settings:
     workers: int | None = None  # data loading processes: none on a CPU, up to 8 beside a GPU
     resume: bool = True  # from the cached state, else the output's weights (False: start over)
     start_from: str | None = None  # a new run starts with this model file's layers of the same shapes
+    # where the cache has no state, the VQ-VAE comes from this model file (a training checkpoint)
+    # rather than from the output's, whose prior stays the prior's warm start
+    vqvae_from: str | None = None
 
 
 @dataclass(frozen=True)

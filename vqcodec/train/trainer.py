@@ -156,17 +156,19 @@ def train_model(
     """Make a shipped model: resume the VQ-VAE, train the prior, export both as `out` (fp16
     VQ-VAE + integer prior) with its .json training report beside it. With `prior_minutes`
     <= 0 only the VQ-VAE trains and nothing is exported. `net` and `prior_options` (PriorConfig
-    fields) come from a recipe. With `settings.resume` False, `out`'s weights are no starting
-    point (the caller clears the cache)."""
+    fields) come from a recipe. Where the cache has no state, the VQ-VAE starts from
+    `settings.vqvae_from` (else `out`), the prior from `out`'s. With `settings.resume` False,
+    `out`'s weights are no starting point (the caller clears the cache)."""
     groups = medium.training_files(data, cache, settings)
     init = out if settings.resume and out.exists() else None
+    vqvae_init = Path(settings.vqvae_from) if settings.vqvae_from else init
     rt = setup_runtime(settings.device)
     if settings.vqvae_minutes > 0:
-        train_vqvae(medium, groups, cache, settings, net, init)
+        train_vqvae(medium, groups, cache, settings, net, vqvae_init)
     rt.finish()  # the prior trains in one process: the other ranks are done
     if not rt.main:
         return {"vqvae_steps": None, "prior_steps": 0}
-    vqvae, vqvae_steps = load_trained_vqvae(cache, medium.kind, init)
+    vqvae, vqvae_steps = load_trained_vqvae(cache, medium.kind, vqvae_init)
     if settings.prior_minutes <= 0:
         return {"vqvae_steps": vqvae_steps, "prior_steps": 0}
     grids, val = medium.prior_grids(vqvae, groups, cache, settings)
