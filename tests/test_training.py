@@ -200,3 +200,20 @@ def test_a_coarse_model_starts_with_the_layers_of_the_model_it_grows_from(models
             assert torch.equal(grown.state_dict()[name], tensor), name
     assert torch.equal(grown.quantizer.codebook(0), codebook)  # its codebooks are its own
     assert not bool(grown.quantizer.initialised)  # and k-means starts them from the first batch
+
+
+def test_an_image_model_grown_with_blocks_at_a_quarter_starts_as_the_trained_one():
+    from vqcodec.nets.image import ImageNetConfig
+    from vqcodec.nets.vqvae import ImageVQVAE
+    from vqcodec.train.loop import load_grown
+
+    small = ImageNetConfig(arch="gdn", widths=(8, 8, 8), blocks=(0, 0, 1), latent_dim=4, codebook_sizes=(16, 16))
+    torch.manual_seed(0)
+    trained = ImageVQVAE(small).eval()
+    grown = ImageVQVAE(ImageNetConfig(**{**asdict(small), "blocks": (1, 1, 1)})).eval()
+    assert load_grown(grown, trained.state_dict()) == 0
+    photo = torch.rand(1, 3, 32, 32) - 0.5
+    with torch.no_grad():
+        assert torch.equal(trained.decoder(trained.encoder(photo)), grown.decoder(grown.encoder(photo)))
+        grown.decoder.net[3].blocks[0].body[3].weight.add_(0.1)  # and the new block is a layer that learns
+        assert not torch.equal(trained.decoder(trained.encoder(photo)), grown.decoder(grown.encoder(photo)))

@@ -23,8 +23,9 @@ from torch import nn
 
 @dataclass(frozen=True)
 class ImageNetConfig:
-    """Widths of the three resolution levels (1/2, 1/4, 1/8), the latent size, and the width
-    of the coarse level at 1/16 (0: none)."""
+    """Widths of the three resolution levels (1/2, 1/4, 1/8), the residual blocks at each, the
+    latent size, and the width of the coarse level at 1/16 (0: none). In the "gdn" arch the
+    blocks at 1/2 and 1/4 follow each GDN and start as the identity (a trained model grows)."""
 
     arch: str = "res"
     widths: tuple[int, int, int] = (64, 128, 192)
@@ -59,16 +60,28 @@ class GDN(nn.Module):
     (Johnston et al. 2019), or its inverse (multiplication) in the decoder. beta and gamma are
     kept positive by storing their square roots."""
 
-    def __init__(self, width: int, inverse: bool = False):
+    def __init__(self, width: int, inverse: bool = False, blocks: int = 0):
         super().__init__()
         self.inverse = inverse
         self.beta_root = nn.Parameter(torch.ones(width))
         self.gamma_root = nn.Parameter(torch.eye(width).mul(0.1).sqrt())
+        # residual blocks after it, each starting as the identity, kept inside this module so
+        # that a model grown with them (`ImageNetConfig.blocks`) loads the trained layers by name
+        self.blocks = nn.Sequential(*(identity_block(width) for _ in range(blocks))) if blocks else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gamma = self.gamma_root.square()[:, :, None, None]
         norm = torch.nn.functional.conv2d(x.abs(), gamma, self.beta_root.square() + 1e-6)
-        return x * norm if self.inverse else x / norm
+        x = x * norm if self.inverse else x / norm
+        return x if self.blocks is None else self.blocks(x)
+
+
+def identity_block(width: int) -> ResBlock:
+    """A residual block whose last convolution starts at zero: the identity until it learns."""
+    block = ResBlock(width)
+    nn.init.zeros_(block.body[3].weight)
+    nn.init.zeros_(block.body[3].bias)
+    return block
 
 
 def _down(cin: int, cout: int) -> nn.Module:
@@ -81,11 +94,12 @@ def _up(cin: int, cout: int) -> nn.Module:
 
 def _gdn_encoder(cfg: ImageNetConfig) -> nn.Sequential:
     w1, w2, w3 = cfg.widths
+    b1, b2, _ = cfg.blocks
     return nn.Sequential(
         _down(3, w1),
-        GDN(w1),
+        GDN(w1, blocks=b1),
         _down(w1, w2),
-        GDN(w2),
+        GDN(w2, blocks=b2),
         _down(w2, w3),
         *[ResBlock(w3) for _ in range(cfg.blocks[2])],
         nn.Conv2d(w3, cfg.latent_dim, 3, padding=1),
@@ -98,9 +112,9 @@ def _gdn_decoder(cfg: ImageNetConfig) -> nn.Sequential:
         nn.Conv2d(cfg.latent_dim, w3, 3, padding=1),
         *[ResBlock(w3) for _ in range(cfg.blocks[2])],
         _up(w3, w2),
-        GDN(w2, inverse=True),
+        GDN(w2, inverse=True, blocks=cfg.blocks[1]),
         _up(w2, w1),
-        GDN(w1, inverse=True),
+        GDN(w1, inverse=True, blocks=cfg.blocks[0]),
         _up(w1, 3),
     )
 
