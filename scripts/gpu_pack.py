@@ -1,79 +1,207 @@
-"""Make .gpu/, what a lent GPU machine needs beside the working tree to train an image model.
+"""Make .gpu/, what a lent GPU machine needs beside the working tree to train img2 and aud2.
 
-    python scripts/gpu_pack.py [--data ../shared/data/images/train]
+    python scripts/gpu_pack.py [--media image audio]     (re)build .gpu/ (both media by default)
+    python scripts/gpu_pack.py --park                    before the GPU call
+    python scripts/gpu_pack.py --restore                 after it
 
 The device machine gets the working tree and the folders a call carries, 64 MiB in all, and
-nothing else: not ../shared, not the package index. So .gpu/ holds
-- photos/: the training photos under their own relative paths (the trainer holds out the
-  same every-20th photo), downscaled by the largest of 1, 0.9, ... 0.5 that fits the space
-  the working tree leaves, as JPEG quality 90 (training downscales crops again, by 0.5 to 1);
-- wheels/: the pure-Python packages training needs that the machine lacks (pytorch-msssim).
-Then: `run` with carry [".gpu"] and `bash scripts/gpu_train.sh RECIPE MINUTES`.
+nothing else: not ../shared, not the package index. The shipped models alone are 35 MB of the
+60 MB working tree and training needs none of them, so `--park` moves them (and results/) out
+of git's sight into .gpu-parked/ until `--restore` puts them back; the budget below counts the
+working tree without them. .gpu/ then holds, in fixed shares of what is left (SHARES):
+- photos/: the training photos under their own relative paths (the trainer holds out the same
+  every-20th photo), downscaled by the largest of 1, 0.9, ... 0.4 that fits, as WebP quality 90
+  (training downscales crops again, by 0.5 to 1, where the photo is large enough);
+- audio/speech/, audio/music/: the training audio of each group (vqcodec.train.audio), less this
+  machine's held-out clips, mono 24 kHz Ogg Opus at about 48 kbps; a group that does not fit
+  its share whole keeps an excerpt of each clip (the same length for all, at a random offset,
+  at least 4 s) from as many clips as fit;
+- wheels/: the packages training needs that the machine (Python 3.12) lacks.
+Then: `run` with carry [".gpu"] and `bash scripts/gpu_train.sh MINUTES img2 aud2`.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import random
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import soundfile
+import soxr
 from PIL import Image
 
 from vqcodec.media.image import list_images
+from vqcodec.train.audio import training_audio
+from vqcodec.train.trainer import held_out_split
 
+ROOT = Path(__file__).resolve().parent.parent
+PACK, PARKED = ROOT / ".gpu", ROOT / ".gpu-parked"
 LIMIT = 64 * 2**20  # what one call may carry, working tree included
 MARGIN = 4 * 2**20  # room for the checkpoints and logs written before the call
-WHEELS = ["pytorch-msssim==1.0.0"]
+WHEELS = ["pytorch-msssim==1.0.0", "constriction==0.5.0", "soundfile==0.14.0", "soxr==1.1.0", "pystoi==0.4.1"]
+DEVICE_PYTHON = "--python-version 3.12 --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64".split()
+AUDIO_RATE = 24000
+OPUS_LEVEL = 0.84  # libsndfile's compression level for Opus: about 48 kbps mono at 24 kHz
+MIN_EXCERPT = 4.0  # seconds: four of the 1-second training segments
+OPUS_BYTES_PER_SECOND, OGG_FILE_BYTES = 5600, 1000  # measured on the packed speech: bytes = a * seconds + b
+SHARES = {"image": 0.55, "audio": 0.45}  # of the budget: photos need 18 MiB at half their size
+AUDIO_GROUP_SHARES = {"speech": 0.75, "music": 0.25}  # aud2's recipe draws speech 75 % of the time
 
 
-def working_tree_bytes(root: Path) -> int:
-    command = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
-    listed = subprocess.run(command, cwd=root, capture_output=True, check=True)
-    return sum((root / name).stat().st_size for name in listed.stdout.decode().split("\0") if (root / name).is_file())
+def git(*args: str) -> list[str]:
+    done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, check=True, text=True)
+    return [line for line in done.stdout.split("\0") if line]
 
 
-def encoded(path: Path, scale: float) -> bytes:
+def parkable() -> list[str]:
+    """The tracked files training does not need: the shipped models and the results."""
+    return git("ls-files", "-z", "--", ":(glob)models/*.safetensors", "results")
+
+
+def tree_bytes() -> int:
+    """What travels with a call once the parkable files are parked."""
+    names = set(git("ls-files", "-z", "--cached", "--others", "--exclude-standard")) - set(parkable())
+    return sum((ROOT / n).stat().st_size for n in names if (ROOT / n).is_file())
+
+
+def park() -> None:
+    """Untrack the parkable files and move them to .gpu-parked/ (ignored: they do not travel)."""
+    names = parkable()
+    if git("diff", "-z", "--name-only", "HEAD", "--", *names):
+        raise SystemExit("commit or restore the changed shipped models first: --park takes committed files only")
+    for name in names:
+        (PARKED / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(ROOT / name, PARKED / name)
+    git("rm", "-q", "--cached", "--", *names)
+    print(f"parked {len(names)} files in {PARKED.name}/: run `python scripts/gpu_pack.py --restore` after the call")
+
+
+def restore() -> None:
+    """Put the parked files back, tracked as before."""
+    names = [str(p.relative_to(PARKED)) for p in PARKED.rglob("*") if p.is_file()]
+    for name in names:
+        shutil.move(PARKED / name, ROOT / name)
+    if names:
+        git("reset", "-q", "HEAD", "--", *names)
+    shutil.rmtree(PARKED, ignore_errors=True)
+    print(f"restored {len(names)} files")
+
+
+def encoded_photo(path: Path, scale: float) -> bytes:
     with Image.open(path) as im:
         im = im.convert("RGB")
         if scale < 1:
             im = im.resize((round(im.width * scale), round(im.height * scale)), Image.LANCZOS)
         buf = io.BytesIO()
-        im.save(buf, "JPEG", quality=90)
+        im.save(buf, "WEBP", quality=90)
         return buf.getvalue()
 
 
-def pick_scale(paths: list[Path], budget: int) -> float:
-    """The largest scale whose estimate (from every 10th photo) fits `budget` bytes."""
+def pack_photos(data: Path, budget: float) -> str:
+    """The photos at the largest scale whose estimate (from every 10th photo) fits `budget`."""
+    paths = list_images(data)
     sample = paths[::10]
-    for scale in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5):
-        estimate = sum(len(encoded(p, scale)) for p in sample) * len(paths) / len(sample)
-        if estimate < 0.95 * budget:
-            return scale
-    raise SystemExit(f"the photos do not fit in {budget / 2**20:.0f} MiB even at half size")
+    for scale in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4):
+        if sum(len(encoded_photo(p, scale)) for p in sample) * len(paths) / len(sample) < 0.95 * budget:
+            break
+    else:
+        raise SystemExit(f"the photos do not fit in {budget / 2**20:.1f} MiB even at 0.4 of their size")
+    for path in paths:
+        target = PACK / "photos" / path.relative_to(data).with_suffix(".webp")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(encoded_photo(path, scale))
+    return f"{len(paths)} photos at scale {scale}"
+
+
+def pack_audio(data: Path, cache: Path, budget: float) -> str:
+    """Each group's training clips (held-out ones left out) as Opus, cut to fit its share: an
+    excerpt of at most the same length of each (never under MIN_EXCERPT seconds, so that the
+    long clips keep whole training segments), from clips in a random order until it is full."""
+    train, _ = held_out_split(training_audio(data, cache))
+    rng, notes = random.Random(0), []
+    for group, paths in train.items():
+        durations = {path: seconds for path in paths if (seconds := duration(path))}
+        share = budget * AUDIO_GROUP_SHARES[group]
+        seconds = (share - OGG_FILE_BYTES * len(durations)) / OPUS_BYTES_PER_SECOND
+        longest = max(excerpt_length(list(durations.values()), seconds), MIN_EXCERPT)
+        order, kept, spent = rng.sample(list(durations), len(durations)), [], 0.0
+        for path in order:
+            cost = OGG_FILE_BYTES + min(durations[path], longest) * OPUS_BYTES_PER_SECOND
+            if spent + cost <= share:
+                kept.append(path)
+                spent += cost
+        for i, path in enumerate(sorted(kept)):
+            target = PACK / "audio" / group / f"{i:05d}.ogg"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            piece = np.clip(excerpt(path, longest, rng), -1, 1)
+            soundfile.write(target, piece, AUDIO_RATE, format="OGG", subtype="OPUS", compression_level=OPUS_LEVEL)
+        minutes = sum(min(durations[p], longest) for p in kept) / 60
+        total = sum(durations.values()) / 60
+        notes.append(f"{group}: {len(kept)} of {len(durations)} clips, {minutes:.0f} of {total:.0f} min")
+    return ", ".join(notes)
+
+
+def excerpt(path: Path, seconds: float, rng: random.Random) -> np.ndarray:
+    """`seconds` of `path` from a random offset (all of it if shorter), mono at AUDIO_RATE: only
+    that part is decoded, so an excerpt of a long piece costs little."""
+    info = soundfile.info(path)
+    frames = int(seconds * info.samplerate)
+    start = rng.randint(0, max(0, info.frames - frames))
+    samples, rate = soundfile.read(path, frames=frames, start=start, dtype="float32", always_2d=True)
+    return soxr.resample(samples.mean(1), rate, AUDIO_RATE)
+
+
+def duration(path: Path) -> float:
+    """Seconds of audio in `path`; 0 for a file that does not read (training skips those too)."""
+    try:
+        return soundfile.info(path).duration
+    except Exception:  # noqa: BLE001 - a damaged training file is left out, as in training
+        return 0.0
+
+
+def excerpt_length(durations: list[float], total: float) -> float:
+    """The longest excerpt (seconds) such that every clip cut to it sums to at most `total`."""
+    low, high = 0.0, max(durations)
+    if sum(durations) <= total:
+        return high
+    for _ in range(40):
+        mid = (low + high) / 2
+        low, high = (mid, high) if sum(min(d, mid) for d in durations) <= total else (low, mid)
+    return low
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/images/train"))
+    parser.add_argument("--media", nargs="+", choices=sorted(SHARES), default=sorted(SHARES), help="what to rebuild")
+    parser.add_argument("--images", type=Path, default=Path("../shared/data/images/train"))
+    parser.add_argument("--audio", type=Path, default=Path("../shared/data/audio/train"))
+    parser.add_argument("--audio-cache", type=Path, default=Path.home() / ".cache/vqcodec/audio-src")
+    parser.add_argument("--park", action="store_true", help="move the shipped models out of the call's way")
+    parser.add_argument("--restore", action="store_true", help="put them back")
     args = parser.parse_args()
-    root = Path(__file__).resolve().parent.parent
-    pack = root / ".gpu"
-    shutil.rmtree(pack, ignore_errors=True)
-    paths = list_images(args.data)
-    budget = LIMIT - MARGIN - working_tree_bytes(root)
-    scale = pick_scale(paths, budget)
-    for path in paths:
-        target = pack / "photos" / path.relative_to(args.data).with_suffix(".jpg")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(encoded(path, scale))
-    pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q"]
-    pip += ["-d", str(pack / "wheels")]
-    subprocess.run(pip + WHEELS, check=True)
-    size = sum(p.stat().st_size for p in pack.rglob("*") if p.is_file())
-    print(f"{pack}: {len(paths)} photos at scale {scale}, {size / 2**20:.1f} MiB (budget {budget / 2**20:.1f} MiB)")
+    if args.park or args.restore:
+        return park() if args.park else restore()
+    budget = LIMIT - MARGIN - tree_bytes()
+    shutil.rmtree(PACK / "wheels", ignore_errors=True)
+    pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", *DEVICE_PYTHON]
+    subprocess.run([*pip, "-d", str(PACK / "wheels"), *WHEELS], check=True)
+    left = budget - sum(p.stat().st_size for p in (PACK / "wheels").iterdir())
+    notes = []
+    if "image" in args.media:
+        shutil.rmtree(PACK / "photos", ignore_errors=True)
+        notes.append(pack_photos(args.images, left * SHARES["image"]))
+    if "audio" in args.media:
+        shutil.rmtree(PACK / "audio", ignore_errors=True)
+        notes.append(pack_audio(args.audio, args.audio_cache, left * SHARES["audio"]))
+    size = sum(p.stat().st_size for p in PACK.rglob("*") if p.is_file())
+    print(f"{PACK}: {'; '.join(notes)}; {size / 2**20:.1f} MiB (budget {budget / 2**20:.1f} MiB)")
+    if size > budget:
+        raise SystemExit("the pack is over its budget")
 
 
 if __name__ == "__main__":

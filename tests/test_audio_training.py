@@ -160,6 +160,20 @@ def test_debian_audio_is_fetched_once_per_package_and_grouped(tmp_path, monkeypa
     assert [p.parent.name for p in groups["music"]] == ["warzone2100-music"]
 
 
+def test_a_folder_split_by_group_is_taken_as_it_is(tmp_path, monkeypatch):
+    """The GPU pack's audio (speech/ and music/) needs no Debian package: nothing is fetched."""
+    monkeypatch.setattr(audio_training.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(audio_training.subprocess, "run", lambda *a, **k: pytest.fail("fetched"))
+    for group in ("speech", "music"):
+        (tmp_path / group).mkdir()
+        _tone(tmp_path / group / "00000.wav")
+    groups = audio_training.training_audio(tmp_path, tmp_path / "cache")
+    assert {group: [p.parent.name for p in paths] for group, paths in groups.items()} == {
+        "speech": ["speech"],
+        "music": ["music"],
+    }
+
+
 def test_held_out_clips_are_evaluated_at_every_save(tmp_path):
     """Whole held-out clips: mel distance per group, PESQ and STOI for speech (the sample
     recording), unquantized and at each stage count; here with snake activations."""

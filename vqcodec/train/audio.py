@@ -238,7 +238,11 @@ class Critic:
 
 def training_audio(shared_train: Path, cache: Path) -> dict[str, list[Path]]:
     """The training set as groups: speech (the shared reader plus the Debian many-voice words
-    and syllables) and music (the Debian soundtracks), fetched and cached if needed."""
+    and syllables) and music (the Debian soundtracks), fetched and cached if needed. A folder
+    already split into speech/ and music/ (the GPU pack, scripts/gpu_pack.py) is taken as it is."""
+    split = {group: shared_train / group for group in ("speech", "music")}
+    if all(folder.is_dir() for folder in split.values()):
+        return {group: list_audio(folder) for group, folder in split.items()}
     groups = {"speech": list_audio(shared_train), "music": []}
     if shutil.which("apt-get") and shutil.which("dpkg-deb"):
         for package, folder in fetch_debian_audio(cache).items():
