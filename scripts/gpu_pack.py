@@ -16,7 +16,8 @@ working tree without them. .gpu/ then holds, in fixed shares of what is left (SH
   machine's held-out clips, mono 24 kHz Ogg Opus at about 48 kbps; a group that does not fit
   its share whole keeps an excerpt of each clip (the same length for all, at a random offset,
   at least 4 s) from as many clips as fit;
-- wheels/: the packages training needs that the machine (Python 3.12) lacks.
+- wheels/: the packages training needs that the machine (Python 3.12) lacks; pesq has no wheel,
+  so the device's evaluations of speech have STOI and mel distance but no PESQ.
 Then: `run` with carry [".gpu"] and `bash scripts/gpu_train.sh MINUTES img2 aud2`.
 """
 
