@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-import soxr
 from PIL import Image
 
+from vqcodec.media.audio import load_audio
 from vqcodec.media.image import list_images
 from vqcodec.train.audio import training_audio
 from vqcodec.train.trainer import held_out_split
@@ -126,7 +126,8 @@ def pack_audio(data: Path, cache: Path, budget: float) -> str:
     train, _ = held_out_split(training_audio(data, cache))
     rng, notes = random.Random(0), []
     for group, paths in train.items():
-        durations = {path: seconds for path in paths if (seconds := duration(path))}
+        infos = {path: info for path in paths if (info := readable_info(path)) and info.duration}
+        durations = {path: info.duration for path, info in infos.items()}
         share = budget * AUDIO_GROUP_SHARES[group]
         seconds = (share - OGG_FILE_BYTES * len(durations)) / OPUS_BYTES_PER_SECOND
         longest = max(excerpt_length(list(durations.values()), seconds), MIN_EXCERPT)
@@ -139,7 +140,7 @@ def pack_audio(data: Path, cache: Path, budget: float) -> str:
         for i, path in enumerate(sorted(kept)):
             target = PACK / "audio" / group / f"{i:05d}.ogg"
             target.parent.mkdir(parents=True, exist_ok=True)
-            piece = np.clip(excerpt(path, longest, rng), -1, 1)
+            piece = np.clip(excerpt(path, infos[path], longest, rng), -1, 1)
             soundfile.write(target, piece, AUDIO_RATE, format="OGG", subtype="OPUS", compression_level=OPUS_LEVEL)
         minutes = sum(min(durations[p], longest) for p in kept) / 60
         total = sum(durations.values()) / 60
@@ -147,22 +148,20 @@ def pack_audio(data: Path, cache: Path, budget: float) -> str:
     return ", ".join(notes)
 
 
-def excerpt(path: Path, seconds: float, rng: random.Random) -> np.ndarray:
+def excerpt(path: Path, info, seconds: float, rng: random.Random) -> np.ndarray:
     """`seconds` of `path` from a random offset (all of it if shorter), mono at AUDIO_RATE: only
     that part is decoded, so an excerpt of a long piece costs little."""
-    info = soundfile.info(path)
     frames = int(seconds * info.samplerate)
     start = rng.randint(0, max(0, info.frames - frames))
-    samples, rate = soundfile.read(path, frames=frames, start=start, dtype="float32", always_2d=True)
-    return soxr.resample(samples.mean(1), rate, AUDIO_RATE)
+    return load_audio(path, AUDIO_RATE, start, frames)[0].mean(0)
 
 
-def duration(path: Path) -> float:
-    """Seconds of audio in `path`; 0 for a file that does not read (training skips those too)."""
+def readable_info(path: Path):
+    """soundfile's info of `path`; None for a file that does not read (training skips those too)."""
     try:
-        return soundfile.info(path).duration
+        return soundfile.info(path)
     except Exception:  # noqa: BLE001 - a damaged training file is left out, as in training
-        return 0.0
+        return None
 
 
 def excerpt_length(durations: list[float], total: float) -> float:

@@ -18,13 +18,14 @@ def list_audio(root: Path) -> list[Path]:
     return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
 
 
-def load_audio(path: Path, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
-    """(samples [channels, n] float32, sample rate); resampled when `sample_rate` is given.
+def load_audio(path: Path, sample_rate: int | None = None, start: int = 0, frames: int = -1) -> tuple[np.ndarray, int]:
+    """(samples [channels, n] float32, sample rate); resampled when `sample_rate` is given; with
+    `start` and `frames` (at the file's own rate), only that part is decoded.
 
     NaN and infinite samples (possible in float WAV) are an error, not silently coded.
     """
     try:
-        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        samples, rate = soundfile.read(str(path), frames, start, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, OSError) as e:
         raise BadInputError(f"{path}: not a readable audio file ({e})") from None
     if not np.isfinite(samples).all():
