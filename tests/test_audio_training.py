@@ -260,3 +260,31 @@ def test_a_wider_decoder_starts_as_the_trained_one(tmp_path):
         assert not torch.allclose(trained.decoder(latents), grown.decoder(latents), atol=1e-6)
     with pytest.raises(ValueError, match="cannot grow"):
         load_grown(AudioVQVAE(TINY_AUDIO), grown.state_dict())
+
+
+def test_a_new_decoder_learns_to_read_frozen_codes(tmp_path):
+    """With the encoder and quantizer frozen, a Vocos decoder trains on a trained model's codes:
+    the encoder's weights and the codebooks stay bit for bit, the decoder learns, and a resumed
+    run (its optimizer holding the decoder alone) goes on."""
+    from vqcodec.train.loop import save_checkpoint
+
+    paths = [_tone(tmp_path / f"t{i}.wav", 24000, 0.5 + i) for i in range(2)]
+    options = {"batch": 2, "seconds": 0.1, "log_every": 1}
+    _train(paths, tmp_path / "trained", max_steps=3, **options)
+    checkpoint = tmp_path / "trained.safetensors"
+    save_checkpoint(tmp_path / "trained", checkpoint)
+    start = {k[6:]: v for k, v in load_tensors(checkpoint)[0].items() if k.startswith("vqvae.")}
+
+    istft = dataclasses.replace(TINY_AUDIO, decoder="istft", decoder_width=8, decoder_blocks=1)
+    frozen = AudioSettings(frozen=("encoder", "quantizer"), max_steps=6, **options)
+    cache = tmp_path / "vocos"
+    for _ in range(2):  # the second run resumes from the first's state
+        train_vqvae(medium("audio"), {"all": paths}, cache, frozen, istft, checkpoint)
+        frozen = dataclasses.replace(frozen, max_steps=8)
+    tensors, meta = load_tensors(cache / "vqvae_state.safetensors")
+    assert meta["step"] == 8
+    kept = [k for k in start if k.startswith(("encoder.", "quantizer.codebook"))]
+    assert kept and all(torch.equal(tensors[f"model.{k}"].to(start[k].dtype), start[k]) for k in kept)
+    torch.manual_seed(0)
+    fresh = AudioVQVAE(istft).decoder.state_dict()
+    assert any(not torch.equal(tensors[f"model.decoder.{k}"], v) for k, v in fresh.items())

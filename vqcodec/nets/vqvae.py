@@ -24,6 +24,24 @@ class VQVAE(nn.Module):
         self.encoder = encoder
         self.quantizer = ResidualVQ(cfg.latent_dim, cfg.codebook_sizes)
         self.decoder = decoder
+        self.frozen: tuple[str, ...] = ()
+
+    def freeze(self, parts: tuple[str, ...]) -> None:
+        """Keep `parts` ("encoder", "quantizer", "decoder") as they are in training: no gradients,
+        and always in eval mode, so the quantizer's codebooks make no moving-average updates."""
+        unknown = set(parts) - {"encoder", "quantizer", "decoder"}
+        if unknown:
+            raise ValueError(f"cannot freeze {', '.join(sorted(unknown))}: not a part of the VQ-VAE")
+        self.frozen = tuple(parts)
+        for part in parts:
+            getattr(self, part).requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> VQVAE:
+        super().train(mode)
+        for part in self.frozen:
+            getattr(self, part).train(False)
+        return self
 
     @property
     def num_stages(self) -> int:

@@ -45,6 +45,9 @@ class Settings:
     # where the cache has no state, the VQ-VAE comes from this model file (a training checkpoint)
     # rather than from the output's, whose prior stays the prior's warm start
     vqvae_from: str | None = None
+    # parts of the VQ-VAE that keep the weights they start with ("encoder", "quantizer"): a new
+    # decoder learns to read an existing model's codes, so its prior and files stay valid
+    frozen: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,8 @@ def train_vqvae(
     cfg = cfg or cfg_class()
     torch.manual_seed(0)  # the same initial weights in every fresh run
     model = vqvae_class(cfg).to(rt.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    model.freeze(settings.frozen)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=settings.lr)
     start_from = Path(settings.start_from) if settings.start_from else None
     step, trained_seconds = resume_vqvae(model, optimizer, files.vqvae_state, init_weights, start_from)
     run = medium.start(model, *held_out_split(groups), cache, settings, rt)
