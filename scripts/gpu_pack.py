@@ -1,4 +1,4 @@
-"""Make .gpu/, what a lent GPU machine needs beside the working tree to train img2 and aud2.
+"""Make .gpu/, what a lent GPU machine needs beside the working tree to train img2 and aud2-vocos.
 
     python scripts/gpu_pack.py [--media image audio]     (re)build .gpu/ (both media by default)
     python scripts/gpu_pack.py --park                    before the GPU call
@@ -6,9 +6,10 @@
 
 The device machine gets the working tree and the folders a call carries, 64 MiB in all, and
 nothing else: not ../shared, not the package index. The shipped models alone are 35 MB of the
-60 MB working tree and training needs none of them, so `--park` moves them (and results/) out
-of git's sight into .gpu-parked/ until `--restore` puts them back; the budget below counts the
-working tree without them. .gpu/ then holds, in fixed shares of what is left (SHARES):
+working tree and training needs none of them, so `--park` moves them (with results/ and the
+checkpoints of the models not trained there, GPU_TRAINED) out of git's sight into .gpu-parked/
+until `--restore` puts them back; the budget below counts the working tree without them.
+.gpu/ then holds, in fixed shares of what is left (SHARES):
 - photos/: the training photos under their own relative paths (the trainer holds out the same
   every-20th photo), downscaled by the largest of 1, 0.9, ... 0.4 that fits, as WebP quality 90
   (training downscales crops again, by 0.5 to 1, where the photo is large enough);
@@ -18,7 +19,7 @@ working tree without them. .gpu/ then holds, in fixed shares of what is left (SH
   at least 4 s) from as many clips as fit;
 - wheels/: the packages training needs that the machine (Python 3.12) lacks; pesq has no wheel,
   so the device's evaluations of speech have STOI and mel distance but no PESQ.
-Then: `run` with carry [".gpu"] and `bash scripts/gpu_train.sh MINUTES img2 aud2`.
+Then: `run` with carry [".gpu"] and `bash scripts/gpu_train.sh MINUTES img2 aud2-vocos`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ from vqcodec.train.trainer import held_out_split
 
 ROOT = Path(__file__).resolve().parent.parent
 PACK, PARKED = ROOT / ".gpu", ROOT / ".gpu-parked"
+# The models a GPU call trains (`gpu_train.sh MINUTES img2 aud2-vocos`): aud2-vocos holds aud2's
+# encoder and codebooks, so aud2's own checkpoint, like img2-16's, stays parked (9 MB each).
+GPU_TRAINED = ("img2", "aud2-vocos")
 LIMIT = 64 * 2**20  # what one call may carry, working tree included
 MARGIN = 4 * 2**20  # room for the checkpoints and logs written before the call
 WHEELS = ["pytorch-msssim==1.0.0", "constriction==0.5.0", "soundfile==0.14.0", "soxr==1.1.0", "pystoi==0.4.1"]
@@ -60,8 +64,12 @@ def git(*args: str) -> list[str]:
 
 
 def parkable() -> list[str]:
-    """The tracked files training does not need: the shipped models and the results."""
-    return git("ls-files", "-z", "--", ":(glob)models/*.safetensors", "results")
+    """The tracked files a GPU call does not need: the shipped models, the results and the
+    training checkpoints of the models it does not train (all but GPU_TRAINED)."""
+    kept = {f"models/training/{name}.safetensors" for name in GPU_TRAINED}
+    models = (":(glob)models/*.safetensors", ":(glob)models/training/*.safetensors")
+    names = git("ls-files", "-z", "--", *models, "results")
+    return [name for name in names if name not in kept]
 
 
 def tree_bytes() -> int:

@@ -12,7 +12,7 @@
 # so not the committed curve's held-out files) and the training log (NAME.out). Copy NAME.* over
 # models/training/ and commit; the next CPU run evaluates the new weights on the real files.
 # Batch: BATCH (32 by default). Smoke test on the CPU:
-#   DEVICE=cpu OUT=/tmp/gpu-out bash scripts/gpu_train.sh 1 img2 aud2
+#   DEVICE=cpu OUT=/tmp/gpu-out bash scripts/gpu_train.sh 1 img2 aud2-vocos
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=$1
