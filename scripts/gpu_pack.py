@@ -82,7 +82,7 @@ def park() -> None:
     """Untrack the parkable files and move them to .gpu-parked/ (ignored: they do not travel)."""
     names = parkable()
     if git("diff", "-z", "--name-only", "HEAD", "--", *names):
-        raise SystemExit("commit or restore the changed shipped models first: --park takes committed files only")
+        raise SystemExit("commit or restore the changed models first: --park takes committed files only")
     for name in names:
         (PARKED / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.move(ROOT / name, PARKED / name)

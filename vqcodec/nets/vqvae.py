@@ -16,6 +16,7 @@ from vqcodec.quantizer import ResidualVQ
 
 
 class VQVAE(nn.Module):
+    PARTS = ("encoder", "quantizer", "decoder")
     offset = 0.0  # subtracted from the input before the encoder, added back after the decoder
 
     def __init__(self, cfg, encoder: nn.Module, decoder: nn.Module):
@@ -27,9 +28,9 @@ class VQVAE(nn.Module):
         self.frozen: tuple[str, ...] = ()
 
     def freeze(self, parts: tuple[str, ...]) -> None:
-        """Keep `parts` ("encoder", "quantizer", "decoder") as they are in training: no gradients,
-        and always in eval mode, so the quantizer's codebooks make no moving-average updates."""
-        unknown = set(parts) - {"encoder", "quantizer", "decoder"}
+        """Keep `parts` (of PARTS) as they are in training: no gradients, and always in eval mode,
+        so the quantizer's codebooks make no moving-average updates."""
+        unknown = set(parts) - set(self.PARTS)
         if unknown:
             raise ValueError(f"cannot freeze {', '.join(sorted(unknown))}: not a part of the VQ-VAE")
         self.frozen = tuple(parts)
