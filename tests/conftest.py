@@ -50,8 +50,21 @@ TINY_AUDIO_PRIOR = PriorConfig(
 )
 
 
+# The Vocos decoder (aud2's): it sees 29 frames either side, more than a conv decoder's 8.
+TINY_VOCOS_NET = replace(TINY_AUDIO_NET, decoder="istft", decoder_width=16)
+
+
 def build_tiny_audio_model(path: Path, name: str = "tinyaudio", seed: int = 0) -> Path:
     return _build(path, name, seed, lambda: AudioVQVAE(TINY_AUDIO_NET), TINY_AUDIO_PRIOR, (2, 1, 64))
+
+
+def _tiny_vocos() -> AudioVQVAE:
+    """The Vocos model with its blocks at full scale (they start at 1/8), so that a frame far
+    away changes the samples as much as a trained decoder's does, not by rounding errors."""
+    vqvae = AudioVQVAE(TINY_VOCOS_NET)
+    for block in vqvae.decoder.blocks:
+        torch.nn.init.ones_(block.scale)
+    return vqvae
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +78,7 @@ def models_dir(tmp_path_factory) -> Path:
     build_tiny_model(folder / "tinyfam.safetensors", name="tinyfam", net=TINY_GDN_NET, seed=1)
     set_levels(folder / "tinyfam.safetensors", FAMILY_LEVELS, FAMILY_DEFAULT)
     build_tiny_audio_model(folder / "tinyaudio.safetensors")
+    _build(folder / "tinyvocos.safetensors", "tinyvocos", 0, _tiny_vocos, TINY_AUDIO_PRIOR, (2, 1, 64))
     return folder
 
 

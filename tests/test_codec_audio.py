@@ -13,9 +13,11 @@ from vqcodec import container
 from vqcodec.codec import allocator
 from vqcodec.codec import audio as audio_codec
 from vqcodec.errors import BadInputError, CorruptFileError, MissingModelError, UsageError
+from vqcodec.nets.audio import AudioNetConfig
 from vqcodec.nets.vqvae import AudioVQVAE
+from vqcodec.registry import load_audio_model
 
-from .conftest import TINY_AUDIO_NET
+from .conftest import TINY_AUDIO_NET, TINY_VOCOS_NET
 
 RATE = 24000
 
@@ -170,6 +172,60 @@ def test_coding_layout_computes_what_the_trained_networks_compute():
         assert torch.allclose(coding.encoder(wave), latents, atol=1e-5)
         assert torch.allclose(coding.decoder(latents), trained.decoder(latents), atol=1e-5)
         assert coding.decoder(latents).shape == wave.shape
+
+
+def _seen_frames(vqvae: AudioVQVAE) -> tuple[int, int]:
+    """The farthest frames (either side) that change the encoder's latent of a middle frame and
+    the decoder's samples of a middle frame: measured by the gradients' support, with every
+    weight random (none of the zero-initialised units that would hide a layer)."""
+    vqvae = vqvae.double()
+    with torch.no_grad():
+        for weight in vqvae.parameters():
+            weight.normal_(0, 0.3)
+    hop, frames, middle = vqvae.cfg.hop, 120, 60
+    latents = torch.randn(1, vqvae.cfg.latent_dim, 1, frames, dtype=torch.double, requires_grad=True)
+    vqvae.decoder(latents)[..., middle * hop : (middle + 1) * hop].sum().backward()
+    seen = latents.grad.abs().sum((0, 1, 2)).nonzero().flatten()
+    decoder = max(middle - seen.min().item(), seen.max().item() - middle)
+    wave = torch.randn(1, 1, frames * hop, dtype=torch.double, requires_grad=True)
+    vqvae.encoder(wave)[..., middle].sum().backward()
+    seen = wave.grad.abs()[0, 0].nonzero().flatten() // hop
+    encoder = max(middle - seen.min().item(), seen.max().item() - middle)
+    return encoder, decoder
+
+
+@pytest.mark.parametrize(
+    "net",
+    [
+        AudioNetConfig(base_width=4),  # aud1's layers (the widths do not change what they see)
+        AudioNetConfig(base_width=4, decoder="istft", decoder_width=16),  # aud2's Vocos decoder
+        AudioNetConfig(base_width=4, grown_dilation=9, decoder_widths=(32, 24, 8, 4, 4)),
+        AudioNetConfig(base_width=4, frame_units=3, activation="snake"),
+    ],
+)
+def test_context_frames_cover_what_the_networks_see(net):
+    """The codec's halo around a segment is the model's context frames: never less than the
+    networks see (or segments would not decode as the whole), and not far more."""
+    torch.manual_seed(0)
+    vqvae = AudioVQVAE(net)
+    encoder, decoder = _seen_frames(vqvae)
+    assert encoder <= vqvae.encoder.context_frames <= encoder + 2
+    assert decoder <= vqvae.decoder.context_frames <= decoder + 2
+
+
+def test_segments_decode_as_the_whole_file_with_a_wide_decoder():
+    """A 3-segment file from a model whose decoder sees 29 frames either side (Vocos) decodes,
+    segment by segment, to the samples its decoder makes from all the file's indices at once."""
+    model = load_audio_model("tinyvocos")
+    assert model.vqvae.context_frames == 29 > 8
+    samples = _signal(3.0)
+    data = audio_codec.compress_audio((samples, RATE), 4.8, model="tinyvocos")
+    out, _ = audio_codec.decompress_audio(data)
+    indices = torch.cat([grids[0] for grids in audio_codec.decode_audio_indices(data)], -1)
+    with torch.inference_mode():
+        whole = model.vqvae.decoder(model.vqvae.quantizer.decode(indices[None]))[0, 0, : samples.shape[1]]
+    assert TINY_VOCOS_NET.frame_rate * 3.0 > 2 * 750  # three segments
+    np.testing.assert_allclose(out[0], whole.numpy(), atol=1e-5)
 
 
 def test_only_the_command_line_tunes_the_process_allocator(tmp_path, monkeypatch):

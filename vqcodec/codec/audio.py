@@ -1,7 +1,7 @@
 """Audio compress / decompress, streamed segment by segment so memory does not grow with duration.
 
 compress:   blocks of the source -> soxr to the model rate -> streams (mono, mid + side, or one
-            per channel) -> per segment, with HALO_FRAMES of context: encoder -> residual VQ ->
+            per channel) -> per segment, with the model's context frames around it: encoder -> residual VQ ->
             indices -> prior + range coder -> one chunk per stream
 decompress: chunks -> range decoder + prior -> indices -> codebooks -> decoder (per segment,
             with the neighbouring segments' indices as context) -> channels -> soxr back to the
@@ -35,7 +35,6 @@ from vqcodec.errors import BadInputError, CorruptFileError, UsageError
 from vqcodec.quantizer import SEARCH_BEAM
 from vqcodec.registry import DEFAULT_AUDIO_MODEL, CodecModel, load_audio_model, model_for_file
 
-HALO_FRAMES = 8  # frames of context around a segment: more than the networks' receptive field
 READ_BLOCK = 1 << 16  # source samples per channel read at a time
 
 # An audio source: a file path, the bytes of a file, or (samples [channels, n] or [n], rate).
@@ -146,12 +145,14 @@ class _Resampler:
 
 @torch.inference_mode()
 def _encode_segment(model: CodecModel, window: np.ndarray, frames: int, stages: tuple[int, ...]) -> list[torch.Tensor]:
-    """Model-rate streams [S, (HALO + frames + HALO) * hop] -> indices [q_s, 1, frames] per stream."""
+    """Model-rate streams [S, (halo + frames + halo) * hop] -> indices [q_s, 1, frames] per
+    stream, halo being the model's context frames."""
     coded = [s for s, q in enumerate(stages) if q]  # a stream with no stage needs no encoding
     grids = [torch.zeros(0, 1, frames, dtype=torch.int64) for _ in stages]
     if coded:
         wave = torch.from_numpy(np.ascontiguousarray(window[coded], dtype=np.float32))[:, None].to(model.device)
-        latents = model.vqvae.encoder(wave)[..., HALO_FRAMES : HALO_FRAMES + frames]
+        halo = model.vqvae.context_frames
+        latents = model.vqvae.encoder(wave)[..., halo : halo + frames]
         for row, s in enumerate(coded):  # each stream searched at its own number of stages
             grids[s] = model.vqvae.quantizer.encode(latents[row : row + 1], stages[s], SEARCH_BEAM)[0].cpu()
     return grids
@@ -173,7 +174,7 @@ def encode_audio(
     else:
         stages, mid_side = stages_for_bitrate(codec_model, bitrate, source.channels)
     rate, hop = codec_model.vqvae.cfg.sample_rate, codec_model.vqvae.cfg.hop
-    seg_len, halo = SEGMENT_FRAMES * hop, HALO_FRAMES * hop
+    seg_len, halo = SEGMENT_FRAMES * hop, codec_model.vqvae.context_frames * hop
     resample = _Resampler(source.rate, rate, source.channels)
     # `held` holds model-rate samples from absolute position `held_start` on; the first
     # segment's left context is silence, as for a convolution over the whole file.
@@ -349,8 +350,9 @@ def _segments(
 @torch.inference_mode()
 def _synthesize(model: CodecModel, context: list[list[torch.Tensor]], first: int, frames: int) -> np.ndarray:
     """Waveforms [S, frames * hop] of the `frames` frames that start at frame `first` of the
-    concatenated `context` grids (which include HALO_FRAMES around them where they exist)."""
-    hop = model.vqvae.cfg.hop
+    concatenated `context` grids (which include the model's context frames around them where
+    they exist)."""
+    hop, halo = model.vqvae.cfg.hop, model.vqvae.context_frames
     out = []
     for stream in range(len(context[0])):
         grids = [seg[stream] for seg in context]
@@ -359,7 +361,7 @@ def _synthesize(model: CodecModel, context: list[list[torch.Tensor]], first: int
         if not len(grid):  # a stream coded with no stage is silent
             out.append(torch.zeros(frames * hop))
             continue
-        lo, hi = max(0, first - HALO_FRAMES), min(grid.shape[-1], first + frames + HALO_FRAMES)
+        lo, hi = max(0, first - halo), min(grid.shape[-1], first + frames + halo)
         latents = model.vqvae.quantizer.decode(grid[None, :, :, lo:hi].to(model.device))
         wave = model.vqvae.decoder(latents)[0, 0]
         out.append(wave[(first - lo) * hop : (first - lo + frames) * hop].cpu())

@@ -117,6 +117,37 @@ class Snake(nn.Module):
         return x + torch.sin(alpha * x).square() / (alpha + 1e-9)
 
 
+def reach(layers: list[nn.Module], scale: float = 1.0) -> float:
+    """How far (in units of the first layer's input, either side) an output of these 1-D layers,
+    run in this order, can see: an upper bound from the convolutions' kernels, dilations,
+    paddings and strides. `scale` is the input units per unit at the first layer."""
+    total = 0.0
+    for layer in layers:
+        if isinstance(layer, nn.ConvTranspose1d):
+            kernel, stride = layer.kernel_size[0], layer.stride[0]
+            total += math.ceil(kernel / stride) * scale  # input units an output sample mixes
+            scale /= stride
+        elif isinstance(layer, nn.Conv1d):
+            span, pad = (layer.kernel_size[0] - 1) * layer.dilation[0], layer.padding[0]
+            total += max(pad, span - pad) * scale
+            scale *= layer.stride[0]
+        else:  # a container (its children in the order they run) or a pointwise layer
+            total += reach(list(layer.children()), scale)
+            scale *= _stride(layer)
+    return total
+
+
+def _stride(layer: nn.Module) -> float:
+    """Input units per output unit of a container of 1-D layers."""
+    scale = 1.0
+    for child in layer.modules():
+        if isinstance(child, nn.ConvTranspose1d):
+            scale /= child.stride[0]
+        elif isinstance(child, nn.Conv1d):
+            scale *= child.stride[0]
+    return scale
+
+
 def _act(cfg: AudioNetConfig, width: int) -> nn.Module:
     return Snake(width) if cfg.activation == "snake" else nn.ELU()
 
@@ -163,6 +194,8 @@ class AudioEncoder(nn.Module):
         self.net = nn.Sequential(*layers)
         self.hop = cfg.hop
         self.planar = False
+        # Frames of waveform either side that reach a latent frame (+1: a frame's own hop).
+        self.context_frames = math.ceil(reach(list(self.net)) / self.hop) + 1
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         frames = wave.shape[-1] // self.hop
@@ -197,6 +230,8 @@ class AudioDecoder(nn.Module):
         self.frame = nn.Sequential(*(identity_unit(widths[0], 3 ** (i % 3), cfg) for i in range(cfg.frame_units)))
         self.hop = cfg.hop
         self.planar = False
+        # Latent frames either side that reach an output sample.
+        self.context_frames = math.ceil(reach([self.net[0], self.frame, self.net[1:]]))
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         frames = latents.shape[-1]
@@ -239,6 +274,9 @@ class ISTFTDecoder(nn.Module):
         self.head = nn.Linear(width, self.n_fft + 2)
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
         self.planar = False  # nothing to gain: no full-rate layers
+        # Latent frames either side that reach an output sample: the convolutions', then the
+        # inverse STFT's (a sample is the sum of the frames whose n_fft window covers it).
+        self.context_frames = math.ceil(reach([self.embed, self.blocks]) + self.n_fft / 2 / self.hop)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         x = self.embed(latents.squeeze(2))

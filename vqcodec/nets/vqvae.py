@@ -82,6 +82,12 @@ class AudioVQVAE(VQVAE):
         decoder = ISTFTDecoder(cfg) if cfg.decoder == "istft" else AudioDecoder(cfg)
         super().__init__(cfg, AudioEncoder(cfg), decoder)
 
+    @property
+    def context_frames(self) -> int:
+        """Frames either side that reach a frame's latent or its samples: the context a segment
+        needs so that a file coded segment by segment decodes as if it were coded whole."""
+        return max(self.encoder.context_frames, self.decoder.context_frames)
+
     def for_coding(self) -> AudioVQVAE:
         """Switch the encoder and decoder to their faster inference layout (`nets.audio.planar`),
         the same arithmetic on the same weights; for coding only, not for training or saving."""
