@@ -19,12 +19,14 @@ results-audio:
 	vqcodec bench long $(AUDIO)/music_Kevin_MacLeod_-_Vibe_Ace.ogg -o results/audio/long.json --minutes 1 --minutes 60
 	python scripts/audio_model_card.py models/aud1.safetensors results/audio
 
-# img2's family from its training runs (issue 24): a prior for each VQ-VAE (the training cache's,
-# or the committed checkpoint's when the cache is gone), warm-started from the shipped prior, then
-# the family's levels on held-out training photos; `make results` then measures it on Kodak.
+# img2's family from its training runs (issue 24): the installed versions retired (the files they
+# made still decode: models/retired), a prior for each VQ-VAE (the training cache's, or the
+# committed checkpoint's when the cache is gone), warm-started from the shipped prior, then the
+# family's levels on held-out training photos; `make results` then measures it on Kodak.
 # 60 minutes: img2's prior from scratch had 3,172 steps after 30, its files 2.4-5.4 % larger than after 65.
 PRIOR_MINUTES ?= 60
 img2-family:
+	python -c 'from vqcodec.registry import retire_model; retire_model("img2"); retire_model("img2-16")'
 	for name in img2 img2-16; do \
 	  vqcodec train image -o models/$$name --config configs/$$name.toml --vqvae-minutes 0 \
 	    --vqvae-from models/training/$$name.safetensors \

@@ -23,6 +23,7 @@ TINY_GDN_NET = ImageNetConfig(
 )
 # That family with a coarse level: latents at 1/16 (as img2-16).
 TINY_COARSE_NET = replace(TINY_GDN_NET, coarse_width=8)
+TINY_TOLD_NET = replace(TINY_COARSE_NET, stage_embedding=True)  # a decoder told the stages
 FAMILY_LEVELS = [("tinyfam16", 1), ("tinyfam16", 2), ("tinyfam", 1), ("tinyfam", 2), ("tinyfam", 3)]
 FAMILY_DEFAULT = 4  # the level coded when none is asked for
 
@@ -43,6 +44,15 @@ def build_tiny_model(path: Path, name: str = "tiny", seed: int = 0, net: ImageNe
     return _build(path, name, seed, lambda: ImageVQVAE(net), TINY_PRIOR, (2, 8, 8))
 
 
+def _tiny_told() -> ImageVQVAE:
+    """An image model whose decoder is told the stages, its stage embeddings random (they start
+    at zero) so that they matter."""
+    vqvae = ImageVQVAE(TINY_TOLD_NET)
+    for table in vqvae.decoder.modulation.parameters():
+        torch.nn.init.normal_(table, 0, 0.5)
+    return vqvae
+
+
 # 600 index frames per second: a 750-frame segment is 1.25 s, so short clips span segments.
 TINY_AUDIO_NET = AudioNetConfig(base_width=4, strides=(2, 4, 5), latent_dim=4, codebook_sizes=(16,) * 4)
 TINY_AUDIO_PRIOR = PriorConfig(
@@ -51,7 +61,7 @@ TINY_AUDIO_PRIOR = PriorConfig(
 
 
 # The Vocos decoder (aud2's): it sees 29 frames either side, more than a conv decoder's 8.
-TINY_VOCOS_NET = replace(TINY_AUDIO_NET, decoder="istft", decoder_width=16)
+TINY_VOCOS_NET = replace(TINY_AUDIO_NET, decoder="istft", decoder_width=16, stage_embedding=True)
 
 
 def build_tiny_audio_model(path: Path, name: str = "tinyaudio", seed: int = 0) -> Path:
@@ -59,11 +69,14 @@ def build_tiny_audio_model(path: Path, name: str = "tinyaudio", seed: int = 0) -
 
 
 def _tiny_vocos() -> AudioVQVAE:
-    """The Vocos model with its blocks at full scale (they start at 1/8), so that a frame far
-    away changes the samples as much as a trained decoder's does, not by rounding errors."""
+    """The Vocos model, told the stages, with its blocks at full scale (they start at 1/8) so
+    that a frame far away changes the samples as much as a trained decoder's does, not by
+    rounding errors, and its stage embeddings random (they start at zero) so that they matter."""
     vqvae = AudioVQVAE(TINY_VOCOS_NET)
     for block in vqvae.decoder.blocks:
         torch.nn.init.ones_(block.scale)
+        torch.nn.init.normal_(block.modulation.gain.weight, 0, 0.5)
+        torch.nn.init.normal_(block.modulation.shift.weight, 0, 0.5)
     return vqvae
 
 
@@ -73,6 +86,7 @@ def models_dir(tmp_path_factory) -> Path:
     build_tiny_model(folder / "tiny.safetensors")
     build_tiny_model(folder / "tinygdn.safetensors", name="tinygdn", net=TINY_GDN_NET)
     build_tiny_model(folder / "tinycoarse.safetensors", name="tinycoarse", net=TINY_COARSE_NET)
+    _build(folder / "tinytold.safetensors", "tinytold", 0, _tiny_told, TINY_PRIOR, (2, 8, 8))
     # A family: tinyfam's lowest two levels are coded by tinyfam16, at 1/16, its other three by itself.
     build_tiny_model(folder / "tinyfam16.safetensors", name="tinyfam16", net=TINY_COARSE_NET, seed=1)
     build_tiny_model(folder / "tinyfam.safetensors", name="tinyfam", net=TINY_GDN_NET, seed=1)

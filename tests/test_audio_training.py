@@ -242,6 +242,28 @@ def test_a_grown_decoder_starts_as_the_trained_one():
         assert not torch.equal(trained.decoder(latents), grown.decoder(latents))
 
 
+def test_a_decoder_told_the_stages_starts_as_the_trained_one():
+    """Stage embeddings start at zero, so a trained Vocos decoder loads into one unchanged; once
+    they learn, each frame is decoded as coded with its own stage count."""
+    torch.manual_seed(0)
+    vocos = dataclasses.replace(TINY_AUDIO, decoder="istft", decoder_width=16)
+    trained = AudioVQVAE(vocos).eval()
+    told = AudioVQVAE(dataclasses.replace(vocos, stage_embedding=True)).eval()
+    loaded = told.load_state_dict(trained.state_dict(), strict=False)
+    assert not loaded.unexpected_keys and all("modulation" in k for k in loaded.missing_keys)
+    latents = torch.randn(2, TINY_AUDIO.latent_dim, 1, 12)
+    coarse = torch.tensor([1, 2])
+    with torch.no_grad():
+        assert torch.equal(trained.decode(latents), told.decode(latents, coarse))
+        for p in told.decoder.parameters():
+            if p.shape[0] == len(TINY_AUDIO.codebook_sizes) + 1:  # the embeddings' tables
+                p.normal_(0, 0.5)
+        assert not torch.allclose(told.decode(latents), told.decode(latents, coarse))
+        per_frame = coarse[:, None, None].expand(-1, 1, 12)  # a count for each frame, as the codec gives
+        assert torch.equal(told.decode(latents, coarse), told.decode(latents, per_frame))
+        assert torch.equal(told.decode(latents), told.decode(latents, torch.tensor([len(vocos.codebook_sizes)] * 2)))
+
+
 def test_a_wider_decoder_starts_as_the_trained_one(tmp_path):
     from vqcodec.train.loop import load_grown
 

@@ -56,11 +56,16 @@ def test_a_coarse_model_codes_one_index_per_16x16_pixels(photo):
     assert np.asarray(vqcodec.decompress(data)).shape == (48, 72, 3)
 
 
-@pytest.mark.parametrize("name", ["tiny", "tinygdn", "tinycoarse"])  # both network families, and 1/16
+def _pixels(rgb: torch.Tensor) -> np.ndarray:
+    return (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+# both network families, 1/16, and a decoder told the stages
+@pytest.mark.parametrize("name", ["tiny", "tinygdn", "tinycoarse", "tinytold"])
 def test_large_image_is_split_into_chunks_without_seams(name):
     y, x = np.mgrid[0:20, 0:1100]
     img = np.stack([x % 256, y * 10, (x // 4) % 256], -1).astype(np.uint8)
-    data = vqcodec.compress(img, quality=3, model=name)
+    data = vqcodec.compress(img, quality=2, model=name)  # 2 of 3 stages
     header, chunks = container.unpack(data)
     assert [c.label for c in chunks] == ["tile 1", "tile 2"]
     tiled = np.asarray(vqcodec.decompress(data)).astype(int)
@@ -68,9 +73,12 @@ def test_large_image_is_split_into_chunks_without_seams(name):
     model = load_image_model(name)
     _, _, indices = image_codec.decode_indices(data)
     with torch.no_grad():
-        whole = model.vqvae.decoder(model.vqvae.quantizer.decode(indices[None]))[0] + 0.5
-    whole = (whole.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()[:20, :1100].astype(int)
+        whole = model.vqvae.reconstruct(indices[None])[0]
+        as_if_all = model.vqvae.decode(model.vqvae.quantizer.decode(indices[None]))[0]
+    whole, as_if_all = (_pixels(x)[:20, :1100].astype(int) for x in (whole, as_if_all))
     assert np.abs(tiled - whole).max() <= 1
+    # told how many stages coded the latents, the decoder reads them as coarse codes
+    assert (np.abs(tiled - as_if_all).max() > 1) == (name == "tinytold")
 
 
 def test_grayscale_and_alpha(photo):

@@ -199,6 +199,7 @@ def _seen_frames(vqvae: AudioVQVAE) -> tuple[int, int]:
     [
         AudioNetConfig(base_width=4),  # aud1's layers (the widths do not change what they see)
         AudioNetConfig(base_width=4, decoder="istft", decoder_width=16),  # aud2's Vocos decoder
+        AudioNetConfig(base_width=4, decoder="istft", decoder_width=16, stage_embedding=True),
         AudioNetConfig(base_width=4, grown_dilation=9, decoder_widths=(32, 24, 8, 4, 4)),
         AudioNetConfig(base_width=4, frame_units=3, activation="snake"),
     ],
@@ -215,7 +216,8 @@ def test_context_frames_cover_what_the_networks_see(net):
 
 def test_segments_decode_as_the_whole_file_with_a_wide_decoder():
     """A 3-segment file from a model whose decoder sees 29 frames either side (Vocos) decodes,
-    segment by segment, to the samples its decoder makes from all the file's indices at once."""
+    segment by segment, to the samples its decoder makes from all the file's indices at once,
+    told how many stages coded them (and it matters: not as if coded with all)."""
     model = load_audio_model("tinyvocos")
     assert model.vqvae.context_frames == 29 > 8
     samples = _signal(3.0)
@@ -223,9 +225,12 @@ def test_segments_decode_as_the_whole_file_with_a_wide_decoder():
     out, _ = audio_codec.decompress_audio(data)
     indices = torch.cat([grids[0] for grids in audio_codec.decode_audio_indices(data)], -1)
     with torch.inference_mode():
-        whole = model.vqvae.decoder(model.vqvae.quantizer.decode(indices[None]))[0, 0, : samples.shape[1]]
-    assert TINY_VOCOS_NET.frame_rate * 3.0 > 2 * 750  # three segments
+        latents = model.vqvae.quantizer.decode(indices[None])
+        whole = model.vqvae.decode(latents, torch.tensor([len(indices)]))[0, 0, : samples.shape[1]]
+        as_if_all = model.vqvae.decode(latents)[0, 0, : samples.shape[1]]
+    assert TINY_VOCOS_NET.frame_rate * 3.0 > 2 * 750 and len(indices) < model.num_stages  # three segments
     np.testing.assert_allclose(out[0], whole.numpy(), atol=1e-5)
+    assert np.abs(out[0] - as_if_all.numpy()).max() > 1e-3
 
 
 def test_only_the_command_line_tunes_the_process_allocator(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """What every medium's codec promises, tested for each: a round trip of the right shape, the
 same indices however often it is decoded, fewer stages decoded as the truncated file, a damaged
-chunk named, a file of other weights refused, `info` without decoding, and the table's codec
+chunk named, a file of other weights refused (and one of a retired version decoded), `info`
+without decoding, and the table's codec
 (`vqcodec.codec.CODECS`) doing for the command line what the API does."""
 
 from __future__ import annotations
@@ -117,6 +118,31 @@ def test_a_file_of_other_weights_is_refused(medium, tmp_path, monkeypatch):
     monkeypatch.setenv("VQCODEC_MODELS", str(tmp_path))
     with pytest.raises(MissingModelError, match=f"different version of model '{medium.model}'"):
         medium.decode(data)
+
+
+def test_a_file_of_a_retired_version_still_decodes(medium, tmp_path, monkeypatch, models_dir):
+    """A shipped model rebuilt after its old version is retired: the files of both decode, each
+    with its own weights."""
+    import shutil
+
+    from vqcodec.registry import _load, retire_model
+
+    for path in models_dir.glob("*.safetensors"):
+        shutil.copy(path, tmp_path)
+    monkeypatch.setenv("VQCODEC_MODELS", str(tmp_path))
+    old = medium.encode()
+    decoded = medium.decode(old)
+    retired = retire_model(medium.model)
+    assert retired.parent == tmp_path / "retired" and retired.name.startswith(f"{medium.model}-")
+    medium.rebuild_model(tmp_path / f"{medium.model}.safetensors")
+    _load.cache_clear()
+    new = medium.encode()
+    assert medium.unpack(new)[0].model_hash != medium.unpack(old)[0].model_hash
+    assert np.array_equal(medium.decode(old), decoded)
+    assert medium.decode(new).shape == decoded.shape
+    retired.unlink()
+    with pytest.raises(MissingModelError, match="different version"):
+        medium.decode(old)
 
 
 def test_info_reads_the_header_without_decoding(medium, tmp_path):

@@ -202,6 +202,28 @@ def test_a_coarse_model_starts_with_the_layers_of_the_model_it_grows_from(models
     assert not bool(grown.quantizer.initialised)  # and k-means starts them from the first batch
 
 
+def test_an_image_decoder_told_the_stages_starts_as_the_trained_one():
+    from vqcodec.nets.image import ImageNetConfig
+    from vqcodec.nets.vqvae import ImageVQVAE
+
+    plain = ImageNetConfig(arch="gdn", widths=(8, 8, 8), blocks=(0, 0, 1), latent_dim=4, codebook_sizes=(16, 16, 16))
+    torch.manual_seed(0)
+    trained = ImageVQVAE(plain).eval()
+    told = ImageVQVAE(ImageNetConfig(**{**asdict(plain), "stage_embedding": True})).eval()
+    loaded = told.load_state_dict(trained.state_dict(), strict=False)
+    assert not loaded.unexpected_keys and all(k.startswith("decoder.modulation.") for k in loaded.missing_keys)
+    latents = torch.randn(2, 4, 3, 5)
+    coarse = torch.tensor([1, 2])
+    with torch.no_grad():
+        assert torch.equal(trained.decode(latents), told.decode(latents, coarse))
+        for table in told.decoder.modulation.parameters():
+            table.normal_(0, 0.5)
+        assert not torch.allclose(told.decode(latents), told.decode(latents, coarse))
+        per_position = coarse[:, None, None].expand(-1, 3, 5)
+        assert torch.equal(told.decode(latents, coarse), told.decode(latents, per_position))
+        assert torch.equal(told.decode(latents), told.decode(latents, torch.tensor([3, 3])))
+
+
 def test_an_image_model_grown_with_blocks_at_a_quarter_starts_as_the_trained_one():
     from vqcodec.nets.image import ImageNetConfig
     from vqcodec.nets.vqvae import ImageVQVAE

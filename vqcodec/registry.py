@@ -2,20 +2,30 @@
 
 A model file holds the VQ-VAE weights (fp16, upcast when loaded), the integer prior and its
 configuration. A .vqc file names its model and the first 4 bytes of the SHA-256 of the
-model's tensors, so a file is never decoded with weights other than those that made it.
+model's tensors, so a file is never decoded with weights other than those that made it. When a
+shipped model is rebuilt, its earlier version stays installed as
+`models/retired/NAME-HASH.safetensors` (`retire_model`), so the files it made still decode.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 
-from vqcodec.catalog import DEFAULT_AUDIO_MODEL, DEFAULT_IMAGE_MODEL, forget_metadata, model_meta, resolve
+from vqcodec.catalog import (
+    DEFAULT_AUDIO_MODEL,
+    DEFAULT_IMAGE_MODEL,
+    forget_metadata,
+    model_meta,
+    models_dir,
+    resolve,
+)
 from vqcodec.errors import MissingModelError
 from vqcodec.nets.audio import AudioNetConfig
 from vqcodec.nets.image import ImageNetConfig
@@ -130,9 +140,27 @@ def load_audio_model(name_or_path: str | os.PathLike = DEFAULT_AUDIO_MODEL, devi
     return load_model(name_or_path, device, "audio")
 
 
+def retired_path(name: str, model_hash: bytes) -> Path:
+    return models_dir() / "retired" / f"{name}-{model_hash.hex()}.safetensors"
+
+
+def retire_model(name: str) -> Path:
+    """Keep the installed version of shipped model `name` beside it, in models/retired, before
+    it is rebuilt: the files it made name its hash, and decode with it."""
+    path = resolve(name)
+    target = retired_path(name, tensors_hash(load_tensors(path)[0]))
+    target.parent.mkdir(exist_ok=True)
+    shutil.copyfile(path, target)
+    return target
+
+
 def model_for_file(header, kind: str, device: str) -> CodecModel:
-    """The model a file's header names, checked to be the weights it was made with."""
+    """The model a file's header names, checked to be the weights it was made with: the
+    installed version, or a retired one of that name and hash."""
     model = load_model(header.model_name, device, kind)
+    retired = retired_path(header.model_name, header.model_hash)
+    if model.hash != header.model_hash and retired.is_file():
+        model = load_model(retired, device, kind)
     if model.hash != header.model_hash:
         raise MissingModelError(
             f"file was made with a different version of model '{header.model_name}' "

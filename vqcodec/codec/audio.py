@@ -362,8 +362,7 @@ def _synthesize(model: CodecModel, context: list[list[torch.Tensor]], first: int
             out.append(torch.zeros(frames * hop))
             continue
         lo, hi = max(0, first - halo), min(grid.shape[-1], first + frames + halo)
-        latents = model.vqvae.quantizer.decode(grid[None, :, :, lo:hi].to(model.device))
-        wave = model.vqvae.decoder(latents)[0, 0]
+        wave = model.vqvae.reconstruct(grid[None, :, :, lo:hi].to(model.device))[0, 0]
         out.append(wave[(first - lo) * hop : (first - lo + frames) * hop].cpu())
     return torch.stack(out).numpy()
 

@@ -90,8 +90,7 @@ def decode_pixels(model: CodecModel, indices: torch.Tensor, height: int, width: 
     f = model.vqvae.cfg.factor
     out = np.empty((h * f, w * f, 3), dtype=np.uint8)
     for (y0, y1, ry0, ry1), (x0, x1, rx0, rx1) in _tiles(h, w, TILE // f, HALO_LATENTS):
-        latents = model.vqvae.quantizer.decode(indices[None, :, ry0:ry1, rx0:rx1].to(model.device))
-        rgb = model.vqvae.decoder(latents)[0] + 0.5
+        rgb = model.vqvae.reconstruct(indices[None, :, ry0:ry1, rx0:rx1].to(model.device))[0]
         rgb = rgb[:, (y0 - ry0) * f : (y1 - ry0) * f, (x0 - rx0) * f : (x1 - rx0) * f]
         rgb = (rgb.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         out[y0 * f : y1 * f, x0 * f : x1 * f] = rgb

@@ -41,6 +41,11 @@ class AudioNetConfig:
     # Residual units at the frame rate after the "conv" decoder's first convolution, dilations
     # 1, 3, 9, ..., each starting as the identity: capacity where it costs least decoding time.
     frame_units: int = 0
+    # The "istft" decoder is told how many stages coded each frame: its layer norms are scaled and
+    # shifted by an embedding of that count (Vocos's bandwidth conditioning), so one decoder can
+    # read coarse codes differently from fine ones. The embeddings start at zero: a trained
+    # decoder's weights load unchanged and compute what they did.
+    stage_embedding: bool = False
 
     @property
     def hop(self) -> int:
@@ -243,19 +248,38 @@ class AudioDecoder(nn.Module):
         return self.net[1:](self.frame(x))[..., : frames * self.hop]
 
 
+class StageModulation(nn.Module):
+    """Scale and shift of a layer norm's output by embeddings of the stage count of each frame
+    (zero at the start: no change)."""
+
+    def __init__(self, stage_count: int, width: int):
+        super().__init__()
+        self.gain = nn.Embedding(stage_count + 1, width)
+        self.shift = nn.Embedding(stage_count + 1, width)
+        nn.init.zeros_(self.gain.weight)
+        nn.init.zeros_(self.shift.weight)
+
+    def forward(self, x: torch.Tensor, stages: torch.Tensor) -> torch.Tensor:
+        """x [B, T, C], stages [B, T]."""
+        return x * (1 + self.gain(stages)) + self.shift(stages)
+
+
 class ConvNeXtBlock(nn.Module):
     """Depthwise convolution over frames, then a pointwise MLP, scaled and added (ConvNeXt)."""
 
-    def __init__(self, width: int, blocks: int):
+    def __init__(self, width: int, blocks: int, stage_count: int = 0):
         super().__init__()
         self.depthwise = nn.Conv1d(width, width, 7, padding=3, groups=width)
         self.norm = nn.LayerNorm(width)
+        self.modulation = StageModulation(stage_count, width) if stage_count else None
         self.mlp = nn.Sequential(nn.Linear(width, 3 * width), nn.GELU(), nn.Linear(3 * width, width))
         self.scale = nn.Parameter(torch.full((width,), 1.0 / blocks))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.mlp(self.norm(self.depthwise(x).transpose(1, 2)))
-        return x + (self.scale * y).transpose(1, 2)
+    def forward(self, x: torch.Tensor, stages: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.norm(self.depthwise(x).transpose(1, 2))
+        if self.modulation is not None:
+            y = self.modulation(y, stages)
+        return x + (self.scale * self.mlp(y)).transpose(1, 2)
 
 
 class ISTFTDecoder(nn.Module):
@@ -269,8 +293,12 @@ class ISTFTDecoder(nn.Module):
         width, self.hop, self.n_fft = cfg.decoder_width, cfg.hop, 4 * cfg.hop
         self.embed = nn.Conv1d(cfg.latent_dim, width, 7, padding=3)
         self.norm = nn.LayerNorm(width)
-        self.blocks = nn.Sequential(*(ConvNeXtBlock(width, cfg.decoder_blocks) for _ in range(cfg.decoder_blocks)))
+        # How many stages coded each frame, where the decoder is told (0: it is not).
+        self.stage_count = len(cfg.codebook_sizes) if cfg.stage_embedding else 0
+        blocks = cfg.decoder_blocks
+        self.blocks = nn.Sequential(*(ConvNeXtBlock(width, blocks, self.stage_count) for _ in range(blocks)))
         self.final_norm = nn.LayerNorm(width)
+        self.final_modulation = StageModulation(self.stage_count, width) if self.stage_count else None
         self.head = nn.Linear(width, self.n_fft + 2)
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
         self.planar = False  # nothing to gain: no full-rate layers
@@ -278,10 +306,19 @@ class ISTFTDecoder(nn.Module):
         # inverse STFT's (a sample is the sum of the frames whose n_fft window covers it).
         self.context_frames = math.ceil(reach([self.embed, self.blocks]) + self.n_fft / 2 / self.hop)
 
-    def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        x = self.embed(latents.squeeze(2))
-        x = self.blocks(self.norm(x.transpose(1, 2)).transpose(1, 2))
-        log_magnitude, phase = self.head(self.final_norm(x.transpose(1, 2))).float().chunk(2, -1)
+    def forward(self, latents: torch.Tensor, stages: torch.Tensor | None = None) -> torch.Tensor:
+        """`stages`: how many stages coded the latents, [B] or [B, 1, T] (None: all of them, or
+        none: unquantized latents are read as the finest codes); used if `stage_count`."""
+        x = self.norm(self.embed(latents.squeeze(2)).transpose(1, 2)).transpose(1, 2)
+        if self.stage_count:
+            full = torch.full((x.shape[0], 1), self.stage_count, device=x.device)
+            stages = (full if stages is None else stages.reshape(x.shape[0], -1)).expand(-1, x.shape[-1])
+        for block in self.blocks:
+            x = block(x, stages)
+        x = self.final_norm(x.transpose(1, 2))
+        if self.final_modulation is not None:
+            x = self.final_modulation(x, stages)
+        log_magnitude, phase = self.head(x).float().chunk(2, -1)
         spectrum = torch.polar(log_magnitude.clamp(max=6.0).exp(), phase)
         return self.inverse_stft(spectrum.transpose(1, 2))
 

@@ -33,6 +33,11 @@ class ImageNetConfig:
     blocks: tuple[int, int, int] = (1, 1, 2)
     codebook_sizes: tuple[int, ...] = field(default=(128,) + (256,) * 11)
     coarse_width: int = 0
+    # The "gdn" decoder is told how many stages coded each latent position: its features at the
+    # latents' resolution are scaled and shifted by an embedding of that count (as the audio
+    # decoder's, `AudioNetConfig.stage_embedding`), starting at zero (a trained decoder loads
+    # unchanged).
+    stage_embedding: bool = False
 
     @property
     def factor(self) -> int:
@@ -159,15 +164,37 @@ class Encoder(nn.Module):
         return self.coarse(self.net(x))
 
 
+class StageModulation(nn.Module):
+    """Scale and shift of features [B, C, h, w] by embeddings of the stage count at each
+    position (zero at the start: no change)."""
+
+    def __init__(self, stage_count: int, width: int):
+        super().__init__()
+        self.gain = nn.Embedding(stage_count + 1, width)
+        self.shift = nn.Embedding(stage_count + 1, width)
+        nn.init.zeros_(self.gain.weight)
+        nn.init.zeros_(self.shift.weight)
+
+    def forward(self, x: torch.Tensor, stages: torch.Tensor) -> torch.Tensor:
+        """x [B, C, h, w], stages [B, h, w]."""
+        return x * (1 + self.gain(stages).permute(0, 3, 1, 2)) + self.shift(stages).permute(0, 3, 1, 2)
+
+
 class Decoder(nn.Module):
     """Latents [B, D, h, w] -> RGB [B, 3, f h, f w] (not clamped)."""
 
     def __init__(self, cfg: ImageNetConfig):
         super().__init__()
         self.coarse = _coarse_decoder(cfg) if cfg.coarse_width else nn.Identity()
+        # How many stages coded each position, where the decoder is told (0: it is not).
+        self.stage_count = len(cfg.codebook_sizes) if cfg.stage_embedding else 0
         if cfg.arch == "gdn":
             self.net = _gdn_decoder(cfg)
+            if self.stage_count:  # after the first convolution and after the residual blocks
+                self.modulation = nn.ModuleList(StageModulation(self.stage_count, cfg.widths[2]) for _ in range(2))
             return
+        if cfg.stage_embedding:
+            raise ValueError("only the gdn decoder can be told the stages")
         w1, w2, w3 = cfg.widths
         b1, b2, b3 = cfg.blocks
         self.net = nn.Sequential(
@@ -186,5 +213,21 @@ class Decoder(nn.Module):
             nn.PixelShuffle(2),
         )
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(self.coarse(z))
+    def forward(self, z: torch.Tensor, stages: torch.Tensor | None = None) -> torch.Tensor:
+        """`stages`: how many stages coded the latents, [B] or [B, h, w] (None: all of them, or
+        unquantized latents, read as the finest codes); used if `stage_count`."""
+        x = self.coarse(z)
+        if not self.stage_count:
+            return self.net(x)
+        b, _, h, w = x.shape
+        if stages is None:
+            stages = torch.full((b, 1, 1), self.stage_count, device=x.device)
+        elif stages.dim() == 1:
+            stages = stages[:, None, None]
+        stages = stages.expand(b, *z.shape[2:])
+        if h != z.shape[2]:  # the coarse level's positions cover 2x2 of the finer grid
+            stages = stages.repeat_interleave(h // z.shape[2], 1).repeat_interleave(w // z.shape[3], 2)
+        residual_blocks = len(self.net) - 6
+        x = self.modulation[0](self.net[0](x), stages)
+        x = self.modulation[1](self.net[1 : 1 + residual_blocks](x), stages)
+        return self.net[1 + residual_blocks :](x)

@@ -53,8 +53,18 @@ class VQVAE(nn.Module):
         b is reconstructed from its first stages_per_sample[b] stages."""
         latents = self.encoder(x - self.offset if self.offset else x)
         quantized, indices, commit, usage = self.quantizer(latents, stages_per_sample)
-        recon = self.decoder(quantized)
-        return (recon + self.offset if self.offset else recon), indices, commit, usage
+        return self.decode(quantized, stages_per_sample), indices, commit, usage
+
+    def decode(self, latents: torch.Tensor, stages: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder's output (in the input's range) of `latents` coded with `stages` stages
+        ([B], or [B, h, w] for each position; None: all stages, or unquantized), which the
+        decoder is told where it reads them (`AudioNetConfig.stage_embedding`)."""
+        recon = self.decoder(latents, stages) if getattr(self.decoder, "stage_count", 0) else self.decoder(latents)
+        return recon + self.offset if self.offset else recon
+
+    def reconstruct(self, indices: torch.Tensor) -> torch.Tensor:
+        """[B, q, h, w] indices (-1: no code at that stage) -> the decoded input."""
+        return self.decode(self.quantizer.decode(indices), (indices >= 0).sum(1))
 
 
 class ImageVQVAE(VQVAE):

@@ -51,8 +51,7 @@ def sample_sounds(
     sounds = []
     for _ in range(count):
         grid = sample_grid(codec_model.prior, stages, 1, frames, temperature, rng)
-        latents = codec_model.vqvae.quantizer.decode(grid[None].to(codec_model.device))
-        sounds.append(codec_model.vqvae.decoder(latents)[0, 0].clamp(-1, 1).cpu().numpy())
+        sounds.append(codec_model.vqvae.reconstruct(grid[None].to(codec_model.device))[0, 0].clamp(-1, 1).cpu().numpy())
     return sounds, cfg.sample_rate
 
 

@@ -191,8 +191,8 @@ def evaluate_clips(model: AudioVQVAE, clips: dict[str, list[np.ndarray]], stage_
         for wave in waves:
             latents = model.encoder(torch.from_numpy(wave)[None, None].to(device))
             indices = model.quantizer.encode(latents, max(counts))
-            decoded = {"unquantized": model.decoder(latents)}
-            decoded.update({f"q{n}": model.decoder(model.quantizer.decode(indices[:, :n])) for n in counts})
+            decoded = {"unquantized": model.decode(latents)}
+            decoded.update({f"q{n}": model.reconstruct(indices[:, :n]) for n in counts})
             for key, recon in decoded.items():
                 recon = recon[0].float().cpu().numpy()
                 try:

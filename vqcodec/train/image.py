@@ -107,12 +107,12 @@ def evaluate_photos(model: ImageVQVAE, photos: list[torch.Tensor], stage_counts=
     for photo in photos:
         photo = photo.to(device)
         latents = model.encoder(photo - 0.5)
-        add("unquantized", model.decoder(latents) + 0.5, photo)
+        add("unquantized", model.decode(latents), photo)
         indices = model.quantizer.encode(latents, model.num_stages)
         for s in range(model.num_stages):
             used[s].update(indices[:, s].unique().tolist())
         for n in counts:
-            add(f"q{n}", model.decoder(model.quantizer.decode(indices[:, :n])) + 0.5, photo)
+            add(f"q{n}", model.reconstruct(indices[:, :n]), photo)
     record = {k: round(v / len(photos), 4) for k, v in sums.items()}
     bits = np.cumsum([math.log2(k) for k in model.cfg.codebook_sizes]) / model.cfg.factor**2
     record["bpp_before_prior"] = {f"q{n}": round(float(bits[n - 1]), 4) for n in counts}
