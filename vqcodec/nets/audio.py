@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vqcodec.nets.stages import StageModulation
+
 
 @dataclass(frozen=True)
 class AudioNetConfig:
@@ -41,10 +43,8 @@ class AudioNetConfig:
     # Residual units at the frame rate after the "conv" decoder's first convolution, dilations
     # 1, 3, 9, ..., each starting as the identity: capacity where it costs least decoding time.
     frame_units: int = 0
-    # The "istft" decoder is told how many stages coded each frame: its layer norms are scaled and
-    # shifted by an embedding of that count (Vocos's bandwidth conditioning), so one decoder can
-    # read coarse codes differently from fine ones. The embeddings start at zero: a trained
-    # decoder's weights load unchanged and compute what they did.
+    # The "istft" decoder is told how many stages coded each frame: its layer norms' outputs are
+    # scaled and shifted by embeddings of that count (`nets.stages.StageModulation`).
     stage_embedding: bool = False
 
     @property
@@ -246,22 +246,6 @@ class AudioDecoder(nn.Module):
             return x[:, :, 0, : frames * self.hop].contiguous()
         x = self.net[0](latents.squeeze(2))
         return self.net[1:](self.frame(x))[..., : frames * self.hop]
-
-
-class StageModulation(nn.Module):
-    """Scale and shift of a layer norm's output by embeddings of the stage count of each frame
-    (zero at the start: no change)."""
-
-    def __init__(self, stage_count: int, width: int):
-        super().__init__()
-        self.gain = nn.Embedding(stage_count + 1, width)
-        self.shift = nn.Embedding(stage_count + 1, width)
-        nn.init.zeros_(self.gain.weight)
-        nn.init.zeros_(self.shift.weight)
-
-    def forward(self, x: torch.Tensor, stages: torch.Tensor) -> torch.Tensor:
-        """x [B, T, C], stages [B, T]."""
-        return x * (1 + self.gain(stages)) + self.shift(stages)
 
 
 class ConvNeXtBlock(nn.Module):

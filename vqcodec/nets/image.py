@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from vqcodec.nets.stages import StageModulation
+
 
 @dataclass(frozen=True)
 class ImageNetConfig:
@@ -34,9 +36,8 @@ class ImageNetConfig:
     codebook_sizes: tuple[int, ...] = field(default=(128,) + (256,) * 11)
     coarse_width: int = 0
     # The "gdn" decoder is told how many stages coded each latent position: its features at the
-    # latents' resolution are scaled and shifted by an embedding of that count (as the audio
-    # decoder's, `AudioNetConfig.stage_embedding`), starting at zero (a trained decoder loads
-    # unchanged).
+    # latents' resolution are scaled and shifted by embeddings of that count
+    # (`nets.stages.StageModulation`).
     stage_embedding: bool = False
 
     @property
@@ -164,22 +165,6 @@ class Encoder(nn.Module):
         return self.coarse(self.net(x))
 
 
-class StageModulation(nn.Module):
-    """Scale and shift of features [B, C, h, w] by embeddings of the stage count at each
-    position (zero at the start: no change)."""
-
-    def __init__(self, stage_count: int, width: int):
-        super().__init__()
-        self.gain = nn.Embedding(stage_count + 1, width)
-        self.shift = nn.Embedding(stage_count + 1, width)
-        nn.init.zeros_(self.gain.weight)
-        nn.init.zeros_(self.shift.weight)
-
-    def forward(self, x: torch.Tensor, stages: torch.Tensor) -> torch.Tensor:
-        """x [B, C, h, w], stages [B, h, w]."""
-        return x * (1 + self.gain(stages).permute(0, 3, 1, 2)) + self.shift(stages).permute(0, 3, 1, 2)
-
-
 class Decoder(nn.Module):
     """Latents [B, D, h, w] -> RGB [B, 3, f h, f w] (not clamped)."""
 
@@ -228,6 +213,9 @@ class Decoder(nn.Module):
         if h != z.shape[2]:  # the coarse level's positions cover 2x2 of the finer grid
             stages = stages.repeat_interleave(h // z.shape[2], 1).repeat_interleave(w // z.shape[3], 2)
         residual_blocks = len(self.net) - 6
-        x = self.modulation[0](self.net[0](x), stages)
-        x = self.modulation[1](self.net[1 : 1 + residual_blocks](x), stages)
+        x = self._modulated(0, self.net[0](x), stages)
+        x = self._modulated(1, self.net[1 : 1 + residual_blocks](x), stages)
         return self.net[1 + residual_blocks :](x)
+
+    def _modulated(self, which: int, x: torch.Tensor, stages: torch.Tensor) -> torch.Tensor:
+        return self.modulation[which](x.permute(0, 2, 3, 1), stages).permute(0, 3, 1, 2)

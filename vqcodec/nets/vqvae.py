@@ -58,7 +58,7 @@ class VQVAE(nn.Module):
     def decode(self, latents: torch.Tensor, stages: torch.Tensor | None = None) -> torch.Tensor:
         """The decoder's output (in the input's range) of `latents` coded with `stages` stages
         ([B], or [B, h, w] for each position; None: all stages, or unquantized), which the
-        decoder is told where it reads them (`AudioNetConfig.stage_embedding`)."""
+        decoder is told where it reads them (the configs' `stage_embedding`)."""
         recon = self.decoder(latents, stages) if getattr(self.decoder, "stage_count", 0) else self.decoder(latents)
         return recon + self.offset if self.offset else recon
 
