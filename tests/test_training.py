@@ -142,8 +142,12 @@ def test_a_shipped_prior_is_resumed_only_where_it_fits_the_indices():
     assert all(head.bias.abs().max() < 1 for head in fresh.heads)
 
 
-def test_index_grids_are_reused_only_for_the_same_vqvae_data_and_settings(tmp_path):
-    vqvae, path, builds = torch.nn.Linear(3, 2), tmp_path / "grids.safetensors", []
+def test_index_grids_are_reused_only_for_the_same_codes_data_and_settings(tmp_path):
+    from vqcodec.nets.vqvae import ImageVQVAE
+
+    from .conftest import TINY_GDN_NET
+
+    vqvae, path, builds = ImageVQVAE(TINY_GDN_NET), tmp_path / "grids.safetensors", []
 
     def build() -> tuple[torch.Tensor, torch.Tensor]:
         builds.append(1)
@@ -156,9 +160,14 @@ def test_index_grids_are_reused_only_for_the_same_vqvae_data_and_settings(tmp_pa
     assert torch.equal(grids(), first) and len(builds) == 1
     grids(count=3)
     grids(files=("a.png", "b.png"))
+    assert len(builds) == 3
     with torch.no_grad():
-        vqvae.weight.add_(1.0)  # the VQ-VAE trained on: its indices mean other things
-    assert torch.equal(grids(), torch.full((2, 1, 3, 3), 4, dtype=torch.int16)) and len(builds) == 4
+        vqvae.decoder.net[0].weight.add_(1.0)  # a decoder trained on frozen codes: the same indices
+        vqvae.quantizer.ema_count_0.add_(1.0)  # (and the quantizer's training statistics)
+        assert torch.equal(grids(files=("a.png", "b.png")), torch.full((2, 1, 3, 3), 3, dtype=torch.int16))
+        vqvae.encoder.net[0].weight.add_(1.0)  # the encoder trained on: its indices mean other things
+    assert torch.equal(grids(files=("a.png", "b.png")), torch.full((2, 1, 3, 3), 4, dtype=torch.int16))
+    assert len(builds) == 4
 
 
 def test_a_prior_that_could_not_be_exported_exactly_is_refused_before_training(tmp_path):

@@ -36,7 +36,7 @@ from vqcodec.weights import config_from_dict, load_tensors, save_tensors
 # kind -> (VQ-VAE class, its network config class)
 VQVAE_KINDS = {"image": (ImageVQVAE, ImageNetConfig), "audio": (AudioVQVAE, AudioNetConfig)}
 # EMA statistics are training state only; the shipped file keeps the codebooks.
-_TRAINING_ONLY = ("ema_count_", "ema_sum_", "initialised")
+TRAINING_ONLY = ("ema_count_", "ema_sum_", "initialised")
 
 
 def tensors_hash(tensors: dict[str, torch.Tensor]) -> bytes:
@@ -80,7 +80,7 @@ def save_model(
     tensors = {
         f"vqvae.{k}": v.half() if v.is_floating_point() else v
         for k, v in vqvae.state_dict().items()
-        if not k.split(".")[-1].startswith(_TRAINING_ONLY)
+        if not k.split(".")[-1].startswith(TRAINING_ONLY)
     }
     tensors.update({f"prior.{k}": v for k, v in (prior_tensors or {}).items()})
     kind = "audio" if isinstance(vqvae, AudioVQVAE) else "image"
@@ -117,7 +117,7 @@ def _load(path: str, device: str) -> CodecModel:
         raise MissingModelError(f"model file {path} has a configuration this version cannot build ({e})") from None
     weights = {k[6:]: v.float() if v.is_floating_point() else v for k, v in tensors.items() if k.startswith("vqvae.")}
     missing, unexpected = vqvae.load_state_dict(weights, strict=False)
-    missing = [k for k in missing if not k.split(".")[-1].startswith(_TRAINING_ONLY)]
+    missing = [k for k in missing if not k.split(".")[-1].startswith(TRAINING_ONLY)]
     if missing or unexpected:
         raise MissingModelError(f"model file {path} does not match the {meta['name']} architecture")
     vqvae.eval().to(device).for_coding()

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from vqcodec.prior import NUM_PASSES, IntegerPrior, PriorConfig, PriorNet, pass_map, prior_from_integer
 from vqcodec.quantizer import SEARCH_BEAM, SEARCHED_STAGES
-from vqcodec.registry import save_model, tensors_hash
+from vqcodec.registry import TRAINING_ONLY, save_model, tensors_hash
 from vqcodec.train.loop import CacheFiles, StopFlag, plot_curves
 from vqcodec.weights import (
     config_from_dict,
@@ -37,11 +37,11 @@ def cached_grids(
     path: Path, vqvae: torch.nn.Module, inputs: dict, build: Callable[[], tuple[torch.Tensor, torch.Tensor]]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The (training, held-out) index grids that `build` makes, kept in `path` (safetensors) and
-    reused while the VQ-VAE's weights and the `inputs` (data files and settings, anything JSON
-    can write) are the same: building them can take longer (20-35 minutes for the audio model
-    on 2 CPU cores) than a short prior run."""
+    reused while the VQ-VAE's codes (`codes_hash`) and the `inputs` (data files and settings,
+    anything JSON can write) are the same: building them can take longer (20-45 minutes for the
+    audio model on 2 CPU cores) than a short prior run."""
     key = {
-        "vqvae": tensors_hash(vqvae.state_dict()).hex(),
+        "codes": codes_hash(vqvae),
         "search": [SEARCH_BEAM, SEARCHED_STAGES],  # the index sets are the encoders' searched codes
         # paths resolved: the same files, however the data folder was spelled
         "inputs": hashlib.sha256(json.dumps(inputs, default=_resolved, sort_keys=True).encode()).hexdigest(),
@@ -54,6 +54,19 @@ def cached_grids(
     grids, val = build()
     save_tensors(path, {"grids": grids, "val": val}, key)
     return grids, val
+
+
+def codes_hash(vqvae: torch.nn.Module) -> str:
+    """What the indices depend on: the encoder's weights and the codebooks; not the decoder, which
+    trains on while they are frozen (`train.frozen`), nor the quantizer's training statistics."""
+    state = vqvae.state_dict()
+    return tensors_hash(
+        {
+            k: v
+            for k, v in state.items()
+            if k.startswith(("encoder.", "quantizer.")) and not k.split(".")[-1].startswith(TRAINING_ONLY)
+        }
+    ).hex()
 
 
 def prior_bits(prior: PriorNet, grids: torch.Tensor) -> list[float]:
