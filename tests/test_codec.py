@@ -56,10 +56,6 @@ def test_a_coarse_model_codes_one_index_per_16x16_pixels(photo):
     assert np.asarray(vqcodec.decompress(data)).shape == (48, 72, 3)
 
 
-def _pixels(rgb: torch.Tensor) -> np.ndarray:
-    return (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
-
-
 # both network families, 1/16, and a decoder told the stages
 @pytest.mark.parametrize("name", ["tiny", "tinygdn", "tinycoarse", "tinytold"])
 def test_large_image_is_split_into_chunks_without_seams(name):
@@ -75,7 +71,7 @@ def test_large_image_is_split_into_chunks_without_seams(name):
     with torch.no_grad():
         whole = model.vqvae.reconstruct(indices[None])[0]
         as_if_all = model.vqvae.decode(model.vqvae.quantizer.decode(indices[None]))[0]
-    whole, as_if_all = (_pixels(x)[:20, :1100].astype(int) for x in (whole, as_if_all))
+    whole, as_if_all = (image_codec.to_pixels(x)[:20, :1100].astype(int) for x in (whole, as_if_all))
     assert np.abs(tiled - whole).max() <= 1
     # told how many stages coded the latents, the decoder reads them as coarse codes
     assert (np.abs(tiled - as_if_all).max() > 1) == (name == "tinytold")

@@ -36,7 +36,12 @@ from vqcodec.weights import config_from_dict, load_tensors, save_tensors
 # kind -> (VQ-VAE class, its network config class)
 VQVAE_KINDS = {"image": (ImageVQVAE, ImageNetConfig), "audio": (AudioVQVAE, AudioNetConfig)}
 # EMA statistics are training state only; the shipped file keeps the codebooks.
-TRAINING_ONLY = ("ema_count_", "ema_sum_", "initialised")
+_TRAINING_ONLY = ("ema_count_", "ema_sum_", "initialised")
+
+
+def training_only(key: str) -> bool:
+    """Whether a VQ-VAE state key is training state alone (EMA statistics), not kept in model files."""
+    return key.split(".")[-1].startswith(_TRAINING_ONLY)
 
 
 def tensors_hash(tensors: dict[str, torch.Tensor]) -> bytes:
@@ -80,7 +85,7 @@ def save_model(
     tensors = {
         f"vqvae.{k}": v.half() if v.is_floating_point() else v
         for k, v in vqvae.state_dict().items()
-        if not k.split(".")[-1].startswith(TRAINING_ONLY)
+        if not training_only(k)
     }
     tensors.update({f"prior.{k}": v for k, v in (prior_tensors or {}).items()})
     kind = "audio" if isinstance(vqvae, AudioVQVAE) else "image"
@@ -117,7 +122,7 @@ def _load(path: str, device: str) -> CodecModel:
         raise MissingModelError(f"model file {path} has a configuration this version cannot build ({e})") from None
     weights = {k[6:]: v.float() if v.is_floating_point() else v for k, v in tensors.items() if k.startswith("vqvae.")}
     missing, unexpected = vqvae.load_state_dict(weights, strict=False)
-    missing = [k for k in missing if not k.split(".")[-1].startswith(TRAINING_ONLY)]
+    missing = [k for k in missing if not training_only(k)]
     if missing or unexpected:
         raise MissingModelError(f"model file {path} does not match the {meta['name']} architecture")
     vqvae.eval().to(device).for_coding()

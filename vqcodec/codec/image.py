@@ -83,6 +83,11 @@ def encode_latents(model: CodecModel, pixels: np.ndarray) -> list[torch.Tensor]:
     return chunks
 
 
+def to_pixels(rgb: torch.Tensor) -> np.ndarray:
+    """A decoder's RGB [3, H, W] in [0, 1] (not clamped) -> pixels [H, W, 3] uint8, rounded."""
+    return (rgb.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
 @torch.inference_mode()
 def decode_pixels(model: CodecModel, indices: torch.Tensor, height: int, width: int) -> np.ndarray:
     """Indices [q, h, w] -> pixels [height, width, 3] uint8, decoded tile by tile."""
@@ -92,8 +97,7 @@ def decode_pixels(model: CodecModel, indices: torch.Tensor, height: int, width: 
     for (y0, y1, ry0, ry1), (x0, x1, rx0, rx1) in _tiles(h, w, TILE // f, HALO_LATENTS):
         rgb = model.vqvae.reconstruct(indices[None, :, ry0:ry1, rx0:rx1].to(model.device))[0]
         rgb = rgb[:, (y0 - ry0) * f : (y1 - ry0) * f, (x0 - rx0) * f : (x1 - rx0) * f]
-        rgb = (rgb.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        out[y0 * f : y1 * f, x0 * f : x1 * f] = rgb
+        out[y0 * f : y1 * f, x0 * f : x1 * f] = to_pixels(rgb)
     return out[:height, :width]
 
 

@@ -176,6 +176,7 @@ class Decoder(nn.Module):
         if cfg.arch == "gdn":
             self.net = _gdn_decoder(cfg)
             if self.stage_count:  # after the first convolution and after the residual blocks
+                self.residual_blocks = cfg.blocks[2]
                 self.modulation = nn.ModuleList(StageModulation(self.stage_count, cfg.widths[2]) for _ in range(2))
             return
         if cfg.stage_embedding:
@@ -212,10 +213,10 @@ class Decoder(nn.Module):
         stages = stages.expand(b, *z.shape[2:])
         if h != z.shape[2]:  # the coarse level's positions cover 2x2 of the finer grid
             stages = stages.repeat_interleave(h // z.shape[2], 1).repeat_interleave(w // z.shape[3], 2)
-        residual_blocks = len(self.net) - 6
+        after_blocks = 1 + self.residual_blocks  # the first convolution, then the residual blocks at 1/8
         x = self._modulated(0, self.net[0](x), stages)
-        x = self._modulated(1, self.net[1 : 1 + residual_blocks](x), stages)
-        return self.net[1 + residual_blocks :](x)
+        x = self._modulated(1, self.net[1:after_blocks](x), stages)
+        return self.net[after_blocks:](x)
 
     def _modulated(self, which: int, x: torch.Tensor, stages: torch.Tensor) -> torch.Tensor:
         return self.modulation[which](x.permute(0, 2, 3, 1), stages).permute(0, 3, 1, 2)

@@ -59,12 +59,18 @@ class VQVAE(nn.Module):
         """The decoder's output (in the input's range) of `latents` coded with `stages` stages
         ([B], or [B, h, w] for each position; None: all stages, or unquantized), which the
         decoder is told where it reads them (the configs' `stage_embedding`)."""
-        recon = self.decoder(latents, stages) if getattr(self.decoder, "stage_count", 0) else self.decoder(latents)
+        recon = self.decoder(latents, stages) if self.decoder_told else self.decoder(latents)
         return recon + self.offset if self.offset else recon
 
     def reconstruct(self, indices: torch.Tensor) -> torch.Tensor:
         """[B, q, h, w] indices (-1: no code at that stage) -> the decoded input."""
-        return self.decode(self.quantizer.decode(indices), (indices >= 0).sum(1))
+        stages = (indices >= 0).sum(1) if self.decoder_told else None
+        return self.decode(self.quantizer.decode(indices), stages)
+
+    @property
+    def decoder_told(self) -> bool:
+        """Whether the decoder reads how many stages coded its latents (`stage_embedding`)."""
+        return getattr(self.decoder, "stage_count", 0) > 0
 
 
 class ImageVQVAE(VQVAE):

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from vqcodec.prior import NUM_PASSES, IntegerPrior, PriorConfig, PriorNet, pass_map, prior_from_integer
 from vqcodec.quantizer import SEARCH_BEAM, SEARCHED_STAGES
-from vqcodec.registry import TRAINING_ONLY, save_model, tensors_hash
+from vqcodec.registry import save_model, tensors_hash, training_only
 from vqcodec.train.loop import CacheFiles, StopFlag, plot_curves
 from vqcodec.weights import (
     config_from_dict,
@@ -60,13 +60,8 @@ def codes_hash(vqvae: torch.nn.Module) -> str:
     """What the indices depend on: the encoder's weights and the codebooks; not the decoder, which
     trains on while they are frozen (`train.frozen`), nor the quantizer's training statistics."""
     state = vqvae.state_dict()
-    return tensors_hash(
-        {
-            k: v
-            for k, v in state.items()
-            if k.startswith(("encoder.", "quantizer.")) and not k.split(".")[-1].startswith(TRAINING_ONLY)
-        }
-    ).hex()
+    codes = {k: v for k, v in state.items() if k.startswith(("encoder.", "quantizer.")) and not training_only(k)}
+    return tensors_hash(codes).hex()
 
 
 def prior_bits(prior: PriorNet, grids: torch.Tensor) -> list[float]:
