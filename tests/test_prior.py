@@ -56,6 +56,9 @@ def test_exact_conv_matches_int64_reference_at_extremes(channels, kh, kw):
     want = reference_conv(x, w)
     assert want.abs().max() < EXACT_LIMIT
     assert torch.equal(got.to(torch.int64), want)
+    # and at the positions of a pass only (the prior's last layer), in row-major order
+    at = torch.rand(9, 11, generator=gen) < 0.3
+    assert torch.equal(exact_conv(x, w, at).to(torch.int64), want[:, :, at])
 
 
 def test_rescale_is_floor_rounding_in_int64():

@@ -248,3 +248,23 @@ def test_an_image_model_grown_with_blocks_at_a_quarter_starts_as_the_trained_one
         assert torch.equal(trained.decoder(trained.encoder(photo)), grown.decoder(grown.encoder(photo)))
         grown.decoder.net[3].blocks[0].body[3].weight.add_(0.1)  # and the new block is a layer that learns
         assert not torch.equal(trained.decoder(trained.encoder(photo)), grown.decoder(grown.encoder(photo)))
+
+
+def test_an_image_decoder_grown_alone_keeps_the_encoder_and_starts_as_the_trained_one():
+    from vqcodec.nets.image import ImageNetConfig
+    from vqcodec.nets.vqvae import ImageVQVAE
+    from vqcodec.train.loop import load_grown
+
+    small = ImageNetConfig(arch="gdn", widths=(8, 8, 8), blocks=(0, 1, 1), latent_dim=4, codebook_sizes=(16, 16))
+    torch.manual_seed(0)
+    trained = ImageVQVAE(small).eval()
+    grown = ImageVQVAE(ImageNetConfig(**{**asdict(small), "decoder_blocks": (1, 2, 1)})).eval()
+    assert load_grown(grown, trained.state_dict()) == 0
+    # the encoder is the trained one, layer for layer, so its codes (and a prior on them) hold
+    assert grown.encoder.state_dict().keys() == trained.encoder.state_dict().keys()
+    photo = torch.rand(1, 3, 32, 32) - 0.5
+    with torch.no_grad():
+        latents = trained.encoder(photo)
+        assert torch.equal(trained.decoder(latents), grown.decoder(latents))
+        grown.decoder.net[5].blocks[0].body[3].weight.add_(0.1)  # the new block at 1/2 learns
+        assert not torch.equal(trained.decoder(latents), grown.decoder(latents))

@@ -84,12 +84,23 @@ def sample_grid(
     """Draw a [stages, h, w] index grid from the prior, in the decoding schedule (ancestral
     sampling): what a decoder would produce from a stream of random bits."""
     grid = _empty_grid(prior, h, w)
-    for stage, pass_, at in _schedule(prior, stages, h, w):
-        probs = prior.pmf(grid, stage, pass_) ** (1.0 / temperature)
+    for stage, at, probs in _decoding(prior, grid, stages):
+        probs = probs ** (1.0 / temperature)
         cdf = np.cumsum(probs / probs.sum(1, keepdims=True), 1)
         draws = (cdf < rng.random((len(cdf), 1))).sum(1).clip(0, cdf.shape[1] - 1)
         grid[0, stage][at] = torch.from_numpy(draws.astype(np.int64))
     return grid[0, :stages]
+
+
+def _decoding(prior: IntegerPrior, grid: torch.Tensor, stages: int) -> Iterator[tuple[int, torch.Tensor, np.ndarray]]:
+    """(stage, positions, probabilities) along the schedule for a [1, L, h, w] grid that
+    the caller fills in pass by pass (the decoder's case): each pass's probabilities are
+    computed from the grid as it stands when it is reached."""
+    h, w = grid.shape[-2:]
+    for stage, steps in groupby(_schedule(prior, stages, h, w), key=lambda step: step[0]):
+        coarser = prior.coarser_sums(grid, stage)  # the stages before it are all known by now
+        for _, pass_, at in steps:
+            yield stage, at, prior.pmf(grid, stage, pass_, coarser)
 
 
 def decode_grid(
@@ -103,8 +114,7 @@ def decode_grid(
     grid = _empty_grid(prior, h, w)
     try:
         decoders = [_decoder(payloads)] * stages if joint else [_decoder(p) for p in payloads[:stages]]
-        for stage, pass_, at in _schedule(prior, stages, h, w):
-            probs = prior.pmf(grid, stage, pass_)
+        for stage, at, probs in _decoding(prior, grid, stages):
             symbols = decoders[stage].decode(_FAMILY, probs)
             grid[0, stage][at] = torch.from_numpy(symbols.astype(np.int64))
             if bits is not None:

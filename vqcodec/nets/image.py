@@ -33,6 +33,9 @@ class ImageNetConfig:
     widths: tuple[int, int, int] = (64, 128, 192)
     latent_dim: int = 32
     blocks: tuple[int, int, int] = (1, 1, 2)
+    # The decoder's blocks where they differ from the encoder's: a decoder grown on frozen codes
+    # (in the "gdn" arch only the blocks at 1/2 and 1/4 keep the trained layers' names).
+    decoder_blocks: tuple[int, int, int] | None = None
     codebook_sizes: tuple[int, ...] = field(default=(128,) + (256,) * 11)
     coarse_width: int = 0
     # The "gdn" decoder is told how many stages coded each latent position: its features at the
@@ -44,6 +47,11 @@ class ImageNetConfig:
     def factor(self) -> int:
         """Pixels per latent position along each axis."""
         return 16 if self.coarse_width else 8
+
+    @property
+    def decoder_levels(self) -> tuple[int, int, int]:
+        """The residual blocks of the decoder at 1/2, 1/4 and 1/8."""
+        return self.decoder_blocks or self.blocks
 
 
 def _act() -> nn.Module:
@@ -114,13 +122,14 @@ def _gdn_encoder(cfg: ImageNetConfig) -> nn.Sequential:
 
 def _gdn_decoder(cfg: ImageNetConfig) -> nn.Sequential:
     w1, w2, w3 = cfg.widths
+    b1, b2, b3 = cfg.decoder_levels
     return nn.Sequential(
         nn.Conv2d(cfg.latent_dim, w3, 3, padding=1),
-        *[ResBlock(w3) for _ in range(cfg.blocks[2])],
+        *[ResBlock(w3) for _ in range(b3)],
         _up(w3, w2),
-        GDN(w2, inverse=True, blocks=cfg.blocks[1]),
+        GDN(w2, inverse=True, blocks=b2),
         _up(w2, w1),
-        GDN(w1, inverse=True, blocks=cfg.blocks[0]),
+        GDN(w1, inverse=True, blocks=b1),
         _up(w1, 3),
     )
 
@@ -176,13 +185,13 @@ class Decoder(nn.Module):
         if cfg.arch == "gdn":
             self.net = _gdn_decoder(cfg)
             if self.stage_count:  # after the first convolution and after the residual blocks
-                self.residual_blocks = cfg.blocks[2]
+                self.residual_blocks = cfg.decoder_levels[2]
                 self.modulation = nn.ModuleList(StageModulation(self.stage_count, cfg.widths[2]) for _ in range(2))
             return
         if cfg.stage_embedding:
             raise ValueError("only the gdn decoder can be told the stages")
         w1, w2, w3 = cfg.widths
-        b1, b2, b3 = cfg.blocks
+        b1, b2, b3 = cfg.decoder_levels
         self.net = nn.Sequential(
             nn.Conv2d(cfg.latent_dim, w3, 3, padding=1),
             *[ResBlock(w3) for _ in range(b3)],
