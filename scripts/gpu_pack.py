@@ -64,10 +64,10 @@ def git(*args: str) -> list[str]:
 
 
 def parkable() -> list[str]:
-    """The tracked files a GPU call does not need: the shipped models, the results and the
-    training checkpoints of the models it does not train (all but GPU_TRAINED)."""
+    """The tracked files a GPU call does not need: the shipped and retired models, the results
+    and the training checkpoints of the models it does not train (all but GPU_TRAINED)."""
     kept = {f"models/training/{name}.safetensors" for name in GPU_TRAINED}
-    models = (":(glob)models/*.safetensors", ":(glob)models/training/*.safetensors")
+    models = [f":(glob)models/{folder}*.safetensors" for folder in ("", "retired/", "training/")]
     names = git("ls-files", "-z", "--", *models, "results")
     return [name for name in names if name not in kept]
 

@@ -3,6 +3,7 @@ depend on the thread count (encode in one process with 1 thread, decode in one w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ from vqcodec.prior import (
     ACT_PEAK,
     EXACT_LIMIT,
     IntegerPrior,
+    PriorConfig,
     PriorNet,
     exact_conv,
     pass_map,
@@ -82,20 +84,22 @@ def test_prior_refuses_weights_that_could_overflow():
         IntegerPrior(TINY_PRIOR, tensors)
 
 
-def fake_quantized_tiny_prior() -> tuple[PriorNet, torch.Tensor]:
+def fake_quantized_tiny_prior(cfg: PriorConfig = TINY_PRIOR) -> tuple[PriorNet, torch.Tensor]:
     """A tiny float prior, calibrated and fake-quantized, and the random grids it was calibrated on."""
     torch.manual_seed(0)
-    net = PriorNet(TINY_PRIOR)
+    net = PriorNet(cfg)
     grids = torch.stack([torch.randint(0, k, (3, 10, 12)) for k in TINY_NET.codebook_sizes], 1)
     net.calibrate(grids)
     net.quantized = True
     return net, grids
 
 
-def test_integer_prior_is_the_trained_fake_quantized_network():
-    net, grids = fake_quantized_tiny_prior()
-    prior = IntegerPrior(TINY_PRIOR, net.to_integer())
-    for stage in range(TINY_PRIOR.num_stages):
+@pytest.mark.parametrize("layers", [TINY_PRIOR.layers, 1])  # one layer: the first is also the last
+def test_integer_prior_is_the_trained_fake_quantized_network(layers):
+    cfg = dataclasses.replace(TINY_PRIOR, layers=layers)
+    net, grids = fake_quantized_tiny_prior(cfg)
+    prior = IntegerPrior(cfg, net.to_integer())
+    for stage in range(cfg.num_stages):
         for pass_ in range(4):
             with torch.no_grad():
                 fake = net(grids, stage, pass_) * 16

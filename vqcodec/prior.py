@@ -392,7 +392,7 @@ class IntegerPrior:
             coarser = self.coarser_sums(indices, stage)
         with _exact_matmuls():
             decoded = (self.pass_map(*indices.shape[-2:]) < pass_).to(torch.float32)
-            return self._head(self._hidden(indices, stage, decoded, coarser), stage, at)
+            return self._head(self._hidden(indices, stage, decoded, coarser), stage, at, coarser)
 
     def _layer(self, x: torch.Tensor, i: int, stage: int, at: torch.Tensor | None = None, coarser=None) -> torch.Tensor:
         if i == 0:
