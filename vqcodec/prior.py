@@ -361,10 +361,11 @@ class IntegerPrior:
         if stage == 0:
             return None
         b, _, h, w = indices.shape
+        indices = indices.to(self.device)
         planes = self.f["embed"][indices[:, :stage] + self.embed_offsets[:, :stage]]  # [B, s, h, w, E]
         planes = planes.permute(0, 1, 4, 2, 3).reshape(b, -1, h, w)
         with _exact_matmuls():
-            return exact_conv(planes.to(self.device), self._first_weights(stage)[0])
+            return exact_conv(planes, self._first_weights(stage)[0])
 
     def _first_weights(self, stage: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first layer's weights split as its inputs are: those of the coarser stages'
@@ -394,7 +395,10 @@ class IntegerPrior:
             decoded = (self.pass_map(*indices.shape[-2:]) < pass_).to(torch.float32)
             return self._head(self._hidden(indices, stage, decoded, coarser), stage, at, coarser)
 
-    def _layer(self, x: torch.Tensor, i: int, stage: int, at: torch.Tensor | None = None, coarser=None) -> torch.Tensor:
+    def _layer(
+        self, x: torch.Tensor, i: int, stage: int, at: torch.Tensor | None = None, coarser: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Layer i's quantized ReLU output; the first layer adds the coarser stages' sums."""
         if i == 0:
             acc = exact_conv(x, self._first_weights(stage)[1], at)
             if coarser is not None:
@@ -412,7 +416,7 @@ class IntegerPrior:
             x = self._layer(x, i, stage, coarser=coarser)
         return x
 
-    def _head(self, x: torch.Tensor, stage: int, at: torch.Tensor | None, coarser=None) -> torch.Tensor:
+    def _head(self, x: torch.Tensor, stage: int, at: torch.Tensor | None, coarser: torch.Tensor | None) -> torch.Tensor:
         """The last convolution and the 1x1 output head, only where the pass needs them (a
         quarter of the positions) when `at` is given."""
         h, w = x.shape[-2:]
