@@ -233,16 +233,23 @@ def test_an_image_decoder_told_the_stages_starts_as_the_trained_one():
         assert torch.equal(told.decode(latents), told.decode(latents, torch.tensor([3, 3])))
 
 
-def test_an_image_model_grown_with_blocks_at_a_quarter_starts_as_the_trained_one():
+def _grown_gdn_model(trained_blocks: tuple[int, int, int], **growth):
+    """(a tiny trained gdn VQ-VAE, the same grown by `growth` with its trained layers loaded), and
+    how many tensors the loading widened."""
     from vqcodec.nets.image import ImageNetConfig
     from vqcodec.nets.vqvae import ImageVQVAE
     from vqcodec.train.loop import load_grown
 
-    small = ImageNetConfig(arch="gdn", widths=(8, 8, 8), blocks=(0, 0, 1), latent_dim=4, codebook_sizes=(16, 16))
+    small = ImageNetConfig(arch="gdn", widths=(8, 8, 8), blocks=trained_blocks, latent_dim=4, codebook_sizes=(16, 16))
     torch.manual_seed(0)
     trained = ImageVQVAE(small).eval()
-    grown = ImageVQVAE(ImageNetConfig(**{**asdict(small), "blocks": (1, 1, 1)})).eval()
-    assert load_grown(grown, trained.state_dict()) == 0
+    grown = ImageVQVAE(ImageNetConfig(**{**asdict(small), **growth})).eval()
+    return trained, grown, load_grown(grown, trained.state_dict())
+
+
+def test_an_image_model_grown_with_blocks_at_a_quarter_starts_as_the_trained_one():
+    trained, grown, widened = _grown_gdn_model((0, 0, 1), blocks=(1, 1, 1))
+    assert widened == 0
     photo = torch.rand(1, 3, 32, 32) - 0.5
     with torch.no_grad():
         assert torch.equal(trained.decoder(trained.encoder(photo)), grown.decoder(grown.encoder(photo)))
@@ -251,15 +258,8 @@ def test_an_image_model_grown_with_blocks_at_a_quarter_starts_as_the_trained_one
 
 
 def test_an_image_decoder_grown_alone_keeps_the_encoder_and_starts_as_the_trained_one():
-    from vqcodec.nets.image import ImageNetConfig
-    from vqcodec.nets.vqvae import ImageVQVAE
-    from vqcodec.train.loop import load_grown
-
-    small = ImageNetConfig(arch="gdn", widths=(8, 8, 8), blocks=(0, 1, 1), latent_dim=4, codebook_sizes=(16, 16))
-    torch.manual_seed(0)
-    trained = ImageVQVAE(small).eval()
-    grown = ImageVQVAE(ImageNetConfig(**{**asdict(small), "decoder_blocks": (1, 2, 1)})).eval()
-    assert load_grown(grown, trained.state_dict()) == 0
+    trained, grown, widened = _grown_gdn_model((0, 1, 1), decoder_blocks=(1, 2, 1))
+    assert widened == 0
     # the encoder is the trained one, layer for layer, so its codes (and a prior on them) hold
     assert grown.encoder.state_dict().keys() == trained.encoder.state_dict().keys()
     photo = torch.rand(1, 3, 32, 32) - 0.5

@@ -84,14 +84,13 @@ def prior_bits(prior: PriorNet, grids: torch.Tensor) -> list[float]:
 def integer_prior_bits(tensors: dict[str, torch.Tensor], cfg: PriorConfig, grids: torch.Tensor) -> list[float]:
     """Mean bits per index of each stage under the exported integer prior (what files cost)."""
     prior = IntegerPrior(cfg, tensors)
+    passes = pass_map(*grids.shape[-2:], schedule=prior.cfg.schedule)
     bits = []
     for stage in range(cfg.num_stages):
         total = 0.0
-        for pass_ in range(NUM_PASSES):
-            at = pass_map(*grids.shape[-2:], schedule=prior.cfg.schedule) == pass_
-            for grid in grids.long():
-                probs = prior.pmf(grid[None], stage, pass_)
-                symbols = grid[stage][at].numpy()
+        for grid in grids.long():
+            for pass_, probs in enumerate(prior.stage_pmfs(grid[None], stage)):
+                symbols = grid[stage][passes == pass_].numpy()
                 total -= np.log2(probs[np.arange(len(symbols)), symbols]).sum()
         bits.append(total / (grids.shape[0] * grids.shape[-1] * grids.shape[-2]))
     return bits
