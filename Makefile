@@ -2,8 +2,9 @@
 KODAK ?= ../shared/data/images/kodak
 
 AUDIO ?= ../shared/data/audio/test
+AUDIO_TRAIN ?= ../shared/data/audio/train
 
-.PHONY: results results-audio test img2-family
+.PHONY: results results-audio test img2-family aud2
 results:
 	vqcodec bench image $(KODAK) -o results/kodak
 	vqcodec bench large $(KODAK)/kodim01.png -o results/kodak/large.json
@@ -17,7 +18,7 @@ test:
 results-audio:
 	vqcodec bench audio $(AUDIO) -o results/audio
 	vqcodec bench long $(AUDIO)/music_Kevin_MacLeod_-_Vibe_Ace.ogg -o results/audio/long.json --minutes 1 --minutes 60
-	python scripts/audio_model_card.py models/aud1.safetensors results/audio
+	python scripts/audio_model_card.py models/aud2.safetensors results/audio
 
 # img2's family from its training runs (issue 24): the installed versions retired (the files they
 # made still decode: models/retired), a prior for each VQ-VAE (the training cache's, or the
@@ -33,3 +34,13 @@ img2-family:
 	    --prior-minutes $(PRIOR_MINUTES) --threads 1 & \
 	done; wait
 	python scripts/family_levels.py models/img2.safetensors models/img2-16.safetensors
+
+# aud2 from its training checkpoint (issue 25): the installed version retired (its files still
+# decode), the prior warm-started from the shipped one. Its cache holds the prior's grids only
+# (keyed on the codes, which are frozen): with a VQ-VAE state in it, training would resume that
+# instead of the checkpoint. `make results-audio` then measures it.
+AUD2_CACHE ?= $(HOME)/.cache/vqcodec/aud2-prior
+aud2:
+	python -c 'from vqcodec.registry import retire_model; retire_model("aud2")'
+	vqcodec train audio $(AUDIO_TRAIN) -o models/aud2 --config configs/aud2-vocos.toml --cache $(AUD2_CACHE) \
+	  --vqvae-minutes 0 --vqvae-from models/training/aud2-vocos.safetensors --prior-minutes $(PRIOR_MINUTES) --threads 1

@@ -1,7 +1,8 @@
 """Write models/NAME.md (the audio model card) from the training report and the audio benchmark,
-and the README's audio tables.
+and the README's audio tables. A card written by hand (aud2's: a history no report holds) keeps
+its text, and only the tables between its `audio-results` markers are measured again.
 
-python scripts/audio_model_card.py models/aud1.safetensors results/audio
+python scripts/audio_model_card.py models/aud2.safetensors results/audio
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-from model_card import SEARCH_NOTE, publish  # this folder is on sys.path when run as a script
+from model_card import README, SEARCH_NOTE, publish, replace_between  # this folder is on sys.path when run as a script
 
 from vqcodec.train.audio import DEBIAN_AUDIO_PACKAGES
 from vqcodec.train.loop import OFFERED_SHARE
@@ -103,6 +104,12 @@ def band_limit(settings: dict) -> str:
 
 
 def main(model: Path, results: Path) -> None:
+    written = model.with_suffix(".md")
+    if written.exists() and "<!-- audio-results:start -->" in written.read_text():
+        for path in (written, README):
+            replace_between(path, "audio-results", tables(results))
+        print(tables(results))
+        return
     card = json.loads(model.with_suffix(".json").read_text())
     net, prior, report = card["net"], card["prior"], card["prior_report"]
     settings = card.get("training_settings", {})

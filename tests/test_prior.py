@@ -146,7 +146,7 @@ def test_pmf_rows_are_normalised_and_cover_every_symbol():
             assert probs.flags.c_contiguous  # constriction reads the buffer in C order
 
 
-@pytest.mark.parametrize("model", ["tiny", "tinyaudio", Path(__file__).parents[1] / "models" / "aud1.safetensors"])
+@pytest.mark.parametrize("model", ["tiny", "tinyaudio", Path(__file__).parents[1] / "models" / "aud2.safetensors"])
 def test_the_encoders_batched_passes_give_the_same_probabilities(model):
     """`stage_pmfs` (a stage's four passes as one batch, for the encoder) equals `pmf` pass
     by pass (as the decoder computes them) to the last bit."""

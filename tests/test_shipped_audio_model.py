@@ -1,4 +1,4 @@
-"""Smoke tests of the shipped audio model on the sample recording (skipped if not installed)."""
+"""Smoke tests of the shipped audio models on the sample recording (skipped if not installed)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from vqcodec.bench.audio import audio_metrics
 from vqcodec.media.audio import load_audio
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL = ROOT / "models" / "aud1.safetensors"
+MODEL = ROOT / "models" / "aud2.safetensors"  # the default
+OLDER = ROOT / "models" / "aud1.safetensors"  # its files must still decode
 SAMPLE = ROOT / "examples" / "speech.flac"
 pytestmark = pytest.mark.skipif(not MODEL.exists(), reason="shipped audio model not present")
 
@@ -25,11 +26,12 @@ def _shipped_models(monkeypatch):
     monkeypatch.setenv("VQCODEC_MODELS", str(MODEL.parent))
 
 
-def test_rate_and_quality_rise_with_bitrate():
+@pytest.mark.parametrize("model", [MODEL.stem, OLDER.stem])
+def test_rate_and_quality_rise_with_bitrate(model):
     original, rate = load_audio(SAMPLE)
     points = []
     for kbps in (1.5, 6, 12):
-        data = vqcodec.compress_audio(SAMPLE, bitrate=kbps, device="cpu")
+        data = vqcodec.compress_audio(SAMPLE, bitrate=kbps, model=model, device="cpu")
         decoded, out_rate = vqcodec.decompress_audio(data, device="cpu")
         assert out_rate == rate and decoded.shape == original.shape
         seconds = original.shape[1] / rate

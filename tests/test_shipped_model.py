@@ -132,7 +132,7 @@ def test_a_wheel_carries_the_shipped_models(tmp_path):
     build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT)]
     subprocess.run([*build, "-w", str(tmp_path)], check=True, capture_output=True, cwd=tmp_path, timeout=300)
     names = zipfile.ZipFile(next(tmp_path.glob("vqcodec-*.whl"))).namelist()
-    assert {f"vqcodec/zoo/{name}.safetensors" for name in ("img1", "img2", "img2-16", "aud1")} <= set(names)
+    assert {f"vqcodec/zoo/{name}.safetensors" for name in ("img1", "img2", "img2-16", "aud1", "aud2")} <= set(names)
     assert not [n for n in names if "training" in n and n.endswith(".safetensors")]
 
 

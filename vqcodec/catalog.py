@@ -16,7 +16,7 @@ from pathlib import Path
 from vqcodec.errors import MissingModelError, UsageError
 
 DEFAULT_IMAGE_MODEL = "img2"  # a family: img2-16 codes its lowest levels (img1 files still decode)
-DEFAULT_AUDIO_MODEL = "aud1"
+DEFAULT_AUDIO_MODEL = "aud2"
 DEFAULT_QUALITY = 4  # image: the level of a model that names no default level of its own
 DEFAULT_BITRATE = 6.0  # sound: kbps before the prior's saving
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif"}
