@@ -268,3 +268,21 @@ def test_an_image_decoder_grown_alone_keeps_the_encoder_and_starts_as_the_traine
         assert torch.equal(trained.decoder(latents), grown.decoder(latents))
         grown.decoder.net[5].blocks[0].body[3].weight.add_(0.1)  # the new block at 1/2 learns
         assert not torch.equal(trained.decoder(latents), grown.decoder(latents))
+
+
+def test_an_image_model_grown_to_a_wider_latent_keeps_its_codes_and_its_output():
+    """Latent 4 grown to 8 (net2net): the encoder's outputs and the codebooks' coordinates copied,
+    the decoder's input weights shared between the copies, so the codes and the decoded photo
+    are the trained model's; the copies then differ by what each learns."""
+    trained, grown, widened = _grown_gdn_model((0, 0, 1), latent_dim=8)
+    # the encoder's last convolution (weight, bias), the decoder's first (weight), and each
+    # stage's codebook and moving sum
+    assert widened == 2 + 1 + 2 * 2
+    photo = torch.rand(1, 3, 32, 32) - 0.5
+    with torch.no_grad():
+        latents = grown.encoder(photo)
+        assert torch.equal(latents[:, 4:], latents[:, :4])
+        indices = trained.quantizer.encode(trained.encoder(photo), 2)
+        assert torch.equal(grown.quantizer.encode(latents, 2), indices)
+        decoded = trained.decoder(trained.quantizer.decode(indices))
+        assert torch.allclose(grown.decoder(grown.quantizer.decode(indices)), decoded, atol=1e-5)

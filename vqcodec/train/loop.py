@@ -25,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from vqcodec.errors import UsageError
+from vqcodec.quantizer import ResidualVQ
 from vqcodec.weights import config_from_dict, load_tensors, load_training_state, save_training_state
 
 
@@ -356,12 +357,15 @@ def start_layers(model: torch.nn.Module, source: Path) -> int:
 
 def load_grown(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> int:
     """Load `tensors` (a trained model's) into `model`, which may have more channels in some
-    layers (`AudioNetConfig.decoder_widths`), and return how many tensors were widened.
+    layers (`AudioNetConfig.decoder_widths`) or a wider latent (`latent_dim`), and return how
+    many tensors were widened.
 
     Net2net: a widened layer's channel j is a copy of the trained layer's channel j mod C, and
     the layers that read those channels share each trained input weight among its copies, so
     the grown model computes exactly what the trained one did. The shares are unequal (a
-    tenth apart), or the copies would receive the same gradients and stay copies for ever.
+    tenth apart), or the copies would receive the same gradients and stay copies for ever. A
+    codebook's vectors are points of the latent space: their coordinates are copied as the
+    encoder's outputs are, so every latent keeps its nearest code (each distance doubles).
     Tensors `model` lacks are ignored, and those only `model` has keep their initial values.
     """
     own = model.state_dict()
@@ -372,9 +376,11 @@ def load_grown(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> int:
             continue
         if tensor.shape != own[name].shape:
             layer = layers[name.rpartition(".")[0]]
-            tensor = _widened(
-                tensor, own[name].shape, isinstance(layer, (nn.ConvTranspose1d, nn.ConvTranspose2d)), name
-            )
+            if isinstance(layer, ResidualVQ):
+                tensor = tensor.index_select(1, torch.arange(own[name].shape[1]) % tensor.shape[1])
+            else:
+                transposed = isinstance(layer, (nn.ConvTranspose1d, nn.ConvTranspose2d))
+                tensor = _widened(tensor, own[name].shape, transposed, name)
             widened += 1
         loaded[name] = tensor
     model.load_state_dict(loaded, strict=False)
