@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import vqcodec
 from vqcodec.bench.audio import audio_metrics
@@ -63,3 +64,18 @@ def test_shipped_audio_prior_is_thread_count_independent(tmp_path):
     out = subprocess.run([*run, "2", "decode", str(path)], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "[(8, 1, 319)]" in out.stdout and np.isfinite(float(out.stdout.split()[0]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("encoded_on", ["cuda", "cpu"])
+def test_a_file_coded_on_either_device_decodes_to_the_same_indices_on_both(encoded_on):
+    """Principle 1 with the shipped audio model: the prior's integers are the same on a GPU."""
+    from vqcodec.codec import audio as audio_codec
+
+    for kbps in (1.5, 12):
+        data = vqcodec.compress_audio(SAMPLE, bitrate=kbps, device=encoded_on)
+        on_cpu = list(audio_codec.decode_audio_indices(data, device="cpu"))
+        on_gpu = list(audio_codec.decode_audio_indices(data, device="cuda"))
+        assert len(on_cpu) == len(on_gpu)
+        for cpu_grids, gpu_grids in zip(on_cpu, on_gpu, strict=True):
+            assert all(torch.equal(a.cpu(), b.cpu()) for a, b in zip(cpu_grids, gpu_grids, strict=True))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import vqcodec
 from vqcodec import catalog
@@ -150,3 +151,16 @@ def test_a_psnr_target_gives_the_lowest_level_that_reaches_it():
     assert all(levels[q] < target for q in range(1, quality))  # no lower level reaches it
     with pytest.raises(vqcodec.UsageError, match=f"the best is {levels[top]:.2f} dB"):
         vqcodec.codec.image.compress_to_target(SAMPLE, min_psnr=levels[top] + 1, device="cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("encoded_on", ["cuda", "cpu"])
+def test_a_file_coded_on_either_device_decodes_to_the_same_indices_on_both(encoded_on):
+    """Principle 1 with the shipped family: the prior's integers are the same on a GPU."""
+    from vqcodec.codec import image as image_codec
+
+    for quality in (2, 12):  # a level of img2-16 and one of img2
+        data = vqcodec.compress(SAMPLE, quality=quality, device=encoded_on)
+        on_cpu = image_codec.decode_indices(data, device="cpu")[2]
+        on_gpu = image_codec.decode_indices(data, device="cuda")[2]
+        assert torch.equal(torch.as_tensor(on_cpu).cpu(), torch.as_tensor(on_gpu).cpu())
