@@ -106,9 +106,10 @@ def band_limit(settings: dict) -> str:
 def main(model: Path, results: Path) -> None:
     written = model.with_suffix(".md")
     if written.exists() and "<!-- audio-results:start -->" in written.read_text():
+        table = tables(results)
         for path in (written, README):
-            replace_between(path, "audio-results", tables(results))
-        print(tables(results))
+            replace_between(path, "audio-results", table)
+        print(table)
         return
     card = json.loads(model.with_suffix(".json").read_text())
     net, prior, report = card["net"], card["prior"], card["prior_report"]

@@ -13,6 +13,7 @@ import torch
 
 import vqcodec
 from vqcodec.bench.audio import audio_metrics
+from vqcodec.codec import audio as audio_codec
 from vqcodec.media.audio import load_audio
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,8 +71,6 @@ def test_shipped_audio_prior_is_thread_count_independent(tmp_path):
 @pytest.mark.parametrize("encoded_on", ["cuda", "cpu"])
 def test_a_file_coded_on_either_device_decodes_to_the_same_indices_on_both(encoded_on):
     """Principle 1 with the shipped audio model: the prior's integers are the same on a GPU."""
-    from vqcodec.codec import audio as audio_codec
-
     for kbps in (1.5, 12):
         data = vqcodec.compress_audio(SAMPLE, bitrate=kbps, device=encoded_on)
         on_cpu = list(audio_codec.decode_audio_indices(data, device="cpu"))

@@ -15,6 +15,7 @@ import torch
 import vqcodec
 from vqcodec import catalog
 from vqcodec.bench.image import psnr_rgb
+from vqcodec.codec import image as image_codec
 from vqcodec.media.image import load_image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,8 +158,6 @@ def test_a_psnr_target_gives_the_lowest_level_that_reaches_it():
 @pytest.mark.parametrize("encoded_on", ["cuda", "cpu"])
 def test_a_file_coded_on_either_device_decodes_to_the_same_indices_on_both(encoded_on):
     """Principle 1 with the shipped family: the prior's integers are the same on a GPU."""
-    from vqcodec.codec import image as image_codec
-
     for quality in (2, 12):  # a level of img2-16 and one of img2
         data = vqcodec.compress(SAMPLE, quality=quality, device=encoded_on)
         on_cpu = image_codec.decode_indices(data, device="cpu")[2]
