@@ -32,35 +32,39 @@ from vqcodec.registry import load_image_model, load_model
 from .conftest import TINY_NET, TINY_PRIOR
 
 
-def reference_conv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+def reference_conv(x: torch.Tensor, w: torch.Tensor, dilation: int = 1) -> torch.Tensor:
     """Integer convolution in int64 by explicit shifted sums (no floating point at all)."""
     kh, kw = w.shape[-2:]
-    xp = F.pad(x.to(torch.int64), (kw // 2, kw // 2, kh // 2, kh // 2))
+    ph, pw = dilation * (kh // 2), dilation * (kw // 2)
+    xp = F.pad(x.to(torch.int64), (pw, pw, ph, ph))
     h, wd = x.shape[-2:]
     out = torch.zeros(x.shape[0], w.shape[0], h, wd, dtype=torch.int64)
     for dy in range(kh):
         for dx in range(kw):
-            patch = xp[:, :, dy : dy + h, dx : dx + wd]
+            patch = xp[:, :, dy * dilation : dy * dilation + h, dx * dilation : dx * dilation + wd]
             out += torch.einsum("bchw,oc->bohw", patch, w[:, :, dy, dx].to(torch.int64))
     return out
 
 
-@pytest.mark.parametrize("channels,kh,kw", [(97, 3, 3), (64, 3, 3), (64, 1, 1), (129, 1, 5), (96, 1, 5)])
-def test_exact_conv_matches_int64_reference_at_extremes(channels, kh, kw):
-    gen = torch.Generator().manual_seed(channels + kh + kw)
+@pytest.mark.parametrize(
+    "channels,kh,kw,dilation",
+    [(97, 3, 3, 1), (64, 3, 3, 1), (64, 1, 1, 1), (129, 1, 5, 1), (96, 1, 5, 1), (64, 3, 3, 2), (96, 1, 5, 4)],
+)
+def test_exact_conv_matches_int64_reference_at_extremes(channels, kh, kw, dilation):
+    gen = torch.Generator().manual_seed(channels + kh + kw + dilation)
     # Worst case: every input and weight at the largest magnitude, all with the same sign.
     x = torch.full((1, channels, 9, 11), ACT_MAX, dtype=torch.float32)
     w = torch.full((5, channels, kh, kw), ACT_MAX, dtype=torch.float32)
     w[1] = -ACT_MAX
     w[2:] = torch.randint(-ACT_MAX, ACT_MAX + 1, (3, channels, kh, kw), generator=gen).float()
     x[:, :, ::2] = torch.randint(0, ACT_MAX + 1, (1, channels, 5, 11), generator=gen).float()
-    got = exact_conv(x, w)
-    want = reference_conv(x, w)
+    got = exact_conv(x, w, dilation=dilation)
+    want = reference_conv(x, w, dilation)
     assert want.abs().max() < EXACT_LIMIT
     assert torch.equal(got.to(torch.int64), want)
     # and at the positions of a pass only (the prior's last layer), in row-major order
     at = torch.rand(9, 11, generator=gen) < 0.3
-    assert torch.equal(exact_conv(x, w, at).to(torch.int64), want[:, :, at])
+    assert torch.equal(exact_conv(x, w, at, dilation).to(torch.int64), want[:, :, at])
 
 
 def test_rescale_is_floor_rounding_in_int64():
@@ -94,9 +98,17 @@ def fake_quantized_tiny_prior(cfg: PriorConfig = TINY_PRIOR) -> tuple[PriorNet, 
     return net, grids
 
 
-@pytest.mark.parametrize("layers", [TINY_PRIOR.layers, 1])  # one layer: the first is also the last
-def test_integer_prior_is_the_trained_fake_quantized_network(layers):
-    cfg = dataclasses.replace(TINY_PRIOR, layers=layers)
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        TINY_PRIOR,
+        dataclasses.replace(TINY_PRIOR, layers=1),  # one layer: the first is also the last
+        dataclasses.replace(TINY_PRIOR, dilations=(2, 3)),
+        dataclasses.replace(TINY_PRIOR, kernel=(1, 3), schedule="1d", dilations=(1, 4)),
+    ],
+    ids=["plain", "one-layer", "dilated", "dilated-1d"],
+)
+def test_integer_prior_is_the_trained_fake_quantized_network(cfg):
     net, grids = fake_quantized_tiny_prior(cfg)
     prior = IntegerPrior(cfg, net.to_integer())
     for stage in range(cfg.num_stages):
@@ -108,6 +120,9 @@ def test_integer_prior_is_the_trained_fake_quantized_network(layers):
             diff = (fake.double() - exact).abs()
             assert diff.max() <= 1.0 + 1e-6
             assert (diff > 1e-3).double().mean() < 0.05
+        # the encoder's batched passes and the decoder's one by one, to the last bit
+        for pass_, probs in enumerate(prior.stage_pmfs(grids[:1], stage)):
+            assert np.array_equal(probs, prior.pmf(grids[:1], stage, pass_))
 
 
 def test_float_prior_rebuilt_from_the_integer_one_computes_the_same_logits():

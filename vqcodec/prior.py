@@ -68,6 +68,12 @@ class PriorConfig:
     layers: int = 4  # convolutions before the 1x1 per-stage output head
     kernel: tuple[int, int] = (3, 3)  # (rows, columns) of each convolution; (1, k) for audio
     schedule: str = "2x2"  # the decoding schedule: "2x2" (images) or "1d" (audio)
+    # Dilation of each convolution (empty: 1 for all). Wider context at the same cost: (1, 2, 4, 8)
+    # with 5-wide audio kernels sees +-60 frames (0.8 s) instead of +-8.
+    dilations: tuple[int, ...] = ()
+
+    def dilation(self, layer: int) -> int:
+        return self.dilations[layer] if self.dilations else 1
 
     @property
     def num_stages(self) -> int:
@@ -127,12 +133,18 @@ class PriorNet(nn.Module):
     def __init__(self, cfg: PriorConfig):
         super().__init__()
         self.cfg = cfg
-        self.padding = (cfg.kernel[0] // 2, cfg.kernel[1] // 2)
         self.embeddings = nn.ParameterList([nn.Parameter(torch.randn(k, cfg.embed_dim)) for k in cfg.codebook_sizes])
         widths = [cfg.in_channels] + [cfg.hidden] * cfg.layers
         self.convs = nn.ModuleList(
             [
-                nn.Conv2d(widths[i], widths[i + 1], cfg.kernel, padding=self.padding, bias=i > 0)
+                nn.Conv2d(
+                    widths[i],
+                    widths[i + 1],
+                    cfg.kernel,
+                    padding=(cfg.dilation(i) * (cfg.kernel[0] // 2), cfg.dilation(i) * (cfg.kernel[1] // 2)),
+                    dilation=cfg.dilation(i),
+                    bias=i > 0,
+                )
                 for i in range(cfg.layers)
             ]
         )
@@ -170,7 +182,7 @@ class PriorNet(nn.Module):
         for i, conv in enumerate(self.convs):
             if self.quantized:
                 w, scale = quantize_weight(conv.weight)
-                x = F.conv2d(x, w * scale.view(-1, 1, 1, 1), conv.bias, padding=self.padding)
+                x = F.conv2d(x, w * scale.view(-1, 1, 1, 1), conv.bias, padding=conv.padding, dilation=conv.dilation)
             else:
                 x = conv(x)
             if i == 0:
@@ -265,9 +277,12 @@ def prior_from_integer(cfg: PriorConfig, tensors: dict[str, torch.Tensor]) -> Pr
     return net
 
 
-def exact_conv(x: torch.Tensor, weight: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
-    """Convolution ('same' padding, odd kernel) of integer-valued float32 tensors as im2col + matmul:
-    [B, O, h, w], or [B, O, N] at the N positions where the [h, w] mask `at` is set.
+def exact_conv(
+    x: torch.Tensor, weight: torch.Tensor, at: torch.Tensor | None = None, dilation: int = 1
+) -> torch.Tensor:
+    """Convolution ('same' padding, odd kernel, taps `dilation` apart) of integer-valued float32
+    tensors as im2col + matmul: [B, O, h, w], or [B, O, N] at the N positions where the [h, w]
+    mask `at` is set.
 
     A plain matrix product only multiplies and adds, so with all partial sums below 2**24 it
     is exact in any order; cuDNN/NNPACK convolutions may use Winograd or FFT transforms, which
@@ -275,12 +290,14 @@ def exact_conv(x: torch.Tensor, weight: torch.Tensor, at: torch.Tensor | None = 
     """
     b, c, h, w = x.shape
     kh, kw = weight.shape[-2:]
+    pad_h, pad_w = dilation * (kh // 2), dilation * (kw // 2)
     if kh * kw == 1:
         cols = x.reshape(b, c, h * w) if at is None else x[:, :, at]
     elif at is None:
         # The columns as one copy of a strided view of the padded input ([B, C, h, w, kh, kw],
         # in F.unfold's order): about twice as fast as F.unfold.
-        patches = F.pad(x, (kw // 2, kw // 2, kh // 2, kh // 2)).unfold(2, kh, 1).unfold(3, kw, 1)
+        patches = F.pad(x, (pad_w, pad_w, pad_h, pad_h)).unfold(2, 2 * pad_h + 1, 1).unfold(3, 2 * pad_w + 1, 1)
+        patches = patches[..., ::dilation, ::dilation]
         cols = patches.permute(0, 1, 4, 5, 2, 3).reshape(b, c * kh * kw, -1)
     else:
         # Only the positions of `at`: one gather from the flattened padded input, by the flat
@@ -288,8 +305,9 @@ def exact_conv(x: torch.Tensor, weight: torch.Tensor, at: torch.Tensor | None = 
         # took a sixth of the prior's time).
         rows, columns = at.nonzero(as_tuple=True)
         taps = torch.arange(kh * kw, device=x.device).view(-1, 1)
-        flat = (rows + taps // kw) * (w + kw - 1) + columns + taps % kw  # [kh kw, N], F.unfold's order
-        padded = F.pad(x, (kw // 2, kw // 2, kh // 2, kh // 2)).flatten(2)
+        # [kh kw, N], in F.unfold's order
+        flat = (rows + taps // kw * dilation) * (w + 2 * pad_w) + columns + taps % kw * dilation
+        padded = F.pad(x, (pad_w, pad_w, pad_h, pad_h)).flatten(2)
         cols = padded.index_select(2, flat.flatten()).reshape(b, c * kh * kw, -1)
     out = weight.reshape(weight.shape[0], -1).to(x.dtype) @ cols
     return out if at is not None else out.reshape(b, -1, h, w)
@@ -365,7 +383,7 @@ class IntegerPrior:
         planes = self.f["embed"][indices[:, :stage] + self.embed_offsets[:, :stage]]  # [B, s, h, w, E]
         planes = planes.permute(0, 1, 4, 2, 3).reshape(b, -1, h, w)
         with _exact_matmuls():
-            return exact_conv(planes, self._first_weights(stage)[0])
+            return exact_conv(planes, self._first_weights(stage)[0], dilation=self.cfg.dilation(0))
 
     def _first_weights(self, stage: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first layer's weights split as its inputs are: those of the coarser stages'
@@ -400,11 +418,11 @@ class IntegerPrior:
     ) -> torch.Tensor:
         """Layer i's quantized ReLU output; the first layer adds the coarser stages' sums."""
         if i == 0:
-            acc = exact_conv(x, self._first_weights(stage)[1], at)
+            acc = exact_conv(x, self._first_weights(stage)[1], at, self.cfg.dilation(0))
             if coarser is not None:
                 acc += coarser if at is None else coarser[:, :, at]
         else:
-            acc = exact_conv(x, self.f[f"conv.{i}.weight"], at)
+            acc = exact_conv(x, self.f[f"conv.{i}.weight"], at, self.cfg.dilation(i))
         bias = self.d[f"conv.{i}.bias"]
         bias = bias[stage] if i == 0 else bias
         return rescale(acc, self.d[f"conv.{i}.mult"], bias).clamp_(0, ACT_MAX).to(torch.float32)

@@ -2,7 +2,7 @@
 
     [train]   the fields of ImageSettings / AudioSettings below (every one optional)
     [net]     fields of ImageNetConfig / AudioNetConfig
-    [prior]   fields of PriorConfig (embed_dim, hidden, layers, kernel)
+    [prior]   fields of PriorConfig (embed_dim, hidden, layers, kernel, dilations)
 
 The settings classes are the one place of the training defaults (the shipped models'
 settings): options given on the command line win over the file, the file over them.
@@ -71,7 +71,7 @@ class AudioSettings(Settings):
 
 SETTINGS = {"image": ImageSettings, "audio": AudioSettings}
 NET_CONFIGS = {"image": ImageNetConfig, "audio": AudioNetConfig}
-PRIOR_KEYS = {"embed_dim", "hidden", "layers", "kernel"}
+PRIOR_KEYS = {"embed_dim", "hidden", "layers", "kernel", "dilations"}
 
 
 def load_recipe(path: Path | None, kind: str) -> dict:
