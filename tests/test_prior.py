@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vqcodec.errors import UsageError
 from vqcodec.prior import (
     ACT_MAX,
     ACT_PEAK,
@@ -248,6 +249,11 @@ def test_audio_encode_and_decode_with_different_thread_counts(tmp_path, enc_thre
     encoded = json.loads(_run(enc_threads, "encode", path, AUDIO_WORKER))
     decoded = json.loads(_run(dec_threads, "decode", path, AUDIO_WORKER))
     assert decoded == encoded and len(encoded["4.8"]) == 3  # three segments, all identical
+
+
+def test_prior_dilations_are_one_per_layer():
+    with pytest.raises(UsageError, match="one positive number per layer"):
+        dataclasses.replace(TINY_PRIOR, dilations=(1, 2, 4))
 
 
 def test_one_dimensional_schedule():

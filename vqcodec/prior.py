@@ -72,6 +72,10 @@ class PriorConfig:
     # with 5-wide audio kernels sees +-60 frames (0.8 s) instead of +-8.
     dilations: tuple[int, ...] = ()
 
+    def __post_init__(self) -> None:
+        if self.dilations and (len(self.dilations) != self.layers or min(self.dilations) < 1):
+            raise UsageError(f"prior dilations {self.dilations}: one positive number per layer ({self.layers})")
+
     def dilation(self, layer: int) -> int:
         return self.dilations[layer] if self.dilations else 1
 
