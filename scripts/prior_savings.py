@@ -12,7 +12,6 @@ on the test clips: they are for evaluation.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 from vqcodec.codec.audio import compress_audio
 from vqcodec.media.audio import list_audio
 from vqcodec.tools.inspection import inspect_file
+from vqcodec.train.trainer import held_out_split
 
 TRAINING_SPEECH = Path("../shared/data/audio/train")
 FILES = 8
@@ -29,23 +29,20 @@ FILES = 8
 
 def savings(model: Path, recordings: list[Path], kbps: float) -> tuple[list[float], float]:
     """(saving of each stage, saving of all stages) over `recordings`, as fractions."""
-    bits, counts = None, None
+    per_stage = []  # [stages, indices] of each stream: the information of each index, in bits
     for path in recordings:
         result = inspect_file(compress_audio(path, kbps, model=str(model), device="cpu"), device="cpu")
-        for stream in result.bits:  # [stages, 1, frames]
-            per_stage = stream.reshape(stream.shape[0], -1)
-            bits = per_stage.sum(1) if bits is None else bits + per_stage.sum(1)
-            counts = np.full(len(per_stage), per_stage.shape[1]) if counts is None else counts + per_stage.shape[1]
-        sizes = result.codebook_sizes[: len(bits)]
-    uniform = np.array([math.log2(k) for k in sizes]) * counts
-    return (1 - bits / uniform).tolist(), float(1 - bits.sum() / uniform.sum())
+        per_stage += [stream.reshape(stream.shape[0], -1) for stream in result.bits]
+    bits = np.concatenate(per_stage, 1)
+    uniform = np.log2(result.codebook_sizes[: len(bits)]) * bits.shape[1]
+    return (1 - bits.sum(1) / uniform).tolist(), float(1 - bits.sum() / uniform.sum())
 
 
 def main(kbps: float, models: list[Path]) -> None:
     if len({path.parent for path in models}) > 1:
         sys.exit("the models must be in one folder: decoding finds a file's model by name")
     os.environ["VQCODEC_MODELS"] = str(models[0].parent)
-    held_out = list_audio(TRAINING_SPEECH)[::20]
+    held_out = held_out_split({"speech": list_audio(TRAINING_SPEECH)})[1]["speech"]
     recordings = held_out[:: max(1, len(held_out) // FILES)][:FILES]
     print(f"{len(recordings)} held-out training recordings, whole, at {kbps:g} kbps")
     for model in models:

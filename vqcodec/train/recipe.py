@@ -18,6 +18,7 @@ from pathlib import Path
 from vqcodec.errors import UsageError
 from vqcodec.nets.audio import AudioNetConfig
 from vqcodec.nets.image import ImageNetConfig
+from vqcodec.prior import PriorConfig
 from vqcodec.weights import config_from_dict
 
 
@@ -71,7 +72,8 @@ class AudioSettings(Settings):
 
 SETTINGS = {"image": ImageSettings, "audio": AudioSettings}
 NET_CONFIGS = {"image": ImageNetConfig, "audio": AudioNetConfig}
-PRIOR_KEYS = {"embed_dim", "hidden", "layers", "kernel", "dilations"}
+# A recipe sets the prior's network; its codebooks come from the VQ-VAE, its schedule from the medium.
+PRIOR_KEYS = {f.name for f in fields(PriorConfig)} - {"codebook_sizes", "schedule"}
 
 
 def load_recipe(path: Path | None, kind: str) -> dict:
