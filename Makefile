@@ -4,7 +4,7 @@ KODAK ?= ../shared/data/images/kodak
 AUDIO ?= ../shared/data/audio/test
 AUDIO_TRAIN ?= ../shared/data/audio/train
 
-.PHONY: results results-audio test img2-family aud2
+.PHONY: results results-audio test img2-family img2 aud2
 results:
 	vqcodec bench image $(KODAK) -o results/kodak
 	vqcodec bench large $(KODAK)/kodim01.png -o results/kodak/large.json
@@ -33,6 +33,17 @@ img2-family:
 	    --vqvae-from models/training/$$name.safetensors \
 	    --prior-minutes $(PRIOR_MINUTES) --threads 1 & \
 	done; wait
+	python scripts/family_levels.py models/img2.safetensors models/img2-16.safetensors
+
+# img2 alone from its training checkpoint, when only its decoder trained (the encoder and the
+# codebooks frozen, so its codes and the shipped prior stay valid): the installed version
+# retired, the prior warm-started from the shipped one for PRIOR_MINUTES on the codes' grids (in
+# their own cache, for the reason given for aud2), the family's levels chosen again.
+IMG2_CACHE ?= $(HOME)/.cache/vqcodec/img2-prior
+img2:
+	python -c 'from vqcodec.registry import retire_model; retire_model("img2")'
+	vqcodec train image -o models/img2 --config configs/img2.toml --cache $(IMG2_CACHE) \
+	  --vqvae-minutes 0 --vqvae-from models/training/img2.safetensors --prior-minutes $(PRIOR_MINUTES) --threads 1
 	python scripts/family_levels.py models/img2.safetensors models/img2-16.safetensors
 
 # aud2 from its training checkpoint (issue 25): the installed version retired (its files still
